@@ -1,0 +1,14 @@
+"""Drill-Down Kit: data, models and loops for designing small CNNs with discipline.
+
+Notebooks do one import, `import kit`, and reach everything through it:
+`kit.data.load("mnist")`, `kit.ConvBlock`, `kit.Trainer`, `kit.plots.curves(...)`.
+"""
+from kit import data, formats, loaders, models, plots, summary, train, transforms
+from kit.data import DataError, ChecksumError, load, stats
+from kit.formats import ImageSet
+from kit.loaders import ClassicLoader, DeviceLoader, make_loaders
+from kit.models import CompactNet, ConvBlock, GapHead, TransitionBlock, count_parameters
+from kit.train import History, NonFiniteLossError, Trainer, pick_device, set_seed
+from kit.transforms import Augment
+
+__version__ = "0.1.0"

@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from kit import data
+from kit.loaders import ClassicLoader, DeviceLoader, make_loaders
+from kit.train import set_seed
+from kit.transforms import Augment, affine, random_crop
+
+
+def pair(toy, path, **kw):
+    s = data.stats(toy)
+    return make_loaders((toy, toy), path=path, batch_size=16, test_batch_size=16, mean=s.mean, std=s.std,
+                        **({"num_workers": 0} if path == "classic" else {}), **kw)
+
+
+@pytest.mark.parametrize("fixture", ["toy", "toy_rgb"])
+def test_both_paths_give_the_same_batches(fixture, request):
+    data_ = request.getfixturevalue(fixture)
+    (_, dev_test), (_, cls_test) = pair(data_, "device"), pair(data_, "classic")
+    assert len(dev_test) == len(cls_test) == 4
+    for (xd, yd), (xc, yc) in zip(dev_test, cls_test):
+        assert xd.shape == xc.shape and xd.dtype == xc.dtype == torch.float32
+        assert torch.allclose(xd, xc, atol=1e-6) and torch.equal(yd, yc)
+
+
+def test_normalisation_gives_zero_mean_unit_std(toy_rgb):
+    for path in ("device", "classic"):
+        _, test = pair(toy_rgb, path)
+        x = torch.cat([b for b, _ in test])
+        assert x.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+        assert (x.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-4
+
+
+def test_train_loaders_agree_in_shape_and_length(toy):
+    (dev, _), (cls, _) = pair(toy, "device", augment=Augment(rotation=7)), pair(toy, "classic", augment=Augment(rotation=7))
+    assert len(dev) == len(cls)
+    assert [x.shape for x, _ in dev] == [x.shape for x, _ in cls]
+    assert sorted(torch.cat([y for _, y in dev]).tolist()) == sorted(toy.labels.tolist())
+
+
+def test_device_loader_is_deterministic_under_a_seed(toy):
+    aug = Augment(rotation=10, translate=0.1)
+
+    def batches(seed):
+        train, _ = pair(toy, "device", augment=aug, seed=seed)
+        return [x for _ in range(2) for x, _ in train]  # two epochs
+
+    a, b, c = batches(1), batches(1), batches(2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert not torch.equal(a[0], a[len(a) // 2])  # the second epoch is a new shuffle
+
+
+def test_classic_loader_is_deterministic_under_a_seed(toy):
+    def batches():
+        set_seed(3)
+        train, _ = pair(toy, "classic", augment=Augment(rotation=10), seed=3)
+        return [x for x, _ in train]
+
+    assert all(torch.equal(x, y) for x, y in zip(batches(), batches()))
+
+
+def test_augment_is_deterministic_given_a_generator():
+    x = torch.rand(8, 3, 16, 16)
+    aug = Augment(rotation=15, translate=0.1, scale=(0.9, 1.1), crop_padding=2, hflip=True)
+    one = aug(x, torch.Generator().manual_seed(0))
+    two = aug(x, torch.Generator().manual_seed(0))
+    assert torch.equal(one, two) and not torch.equal(one, x)
+
+
+def test_affine_rotation_and_shift_are_exact_on_pixel_centres():
+    x = torch.rand(2, 1, 9, 9)
+    turned = affine(x, torch.tensor([90.0, -90.0]), torch.zeros(2, 2), torch.ones(2))
+    assert torch.allclose(turned[0], torch.rot90(x[0], 1, (1, 2)), atol=1e-5)  # counter-clockwise
+    assert torch.allclose(turned[1], torch.rot90(x[1], -1, (1, 2)), atol=1e-5)
+    shifted = affine(x, torch.zeros(2), torch.tensor([[2.0, 1.0], [0.0, 0.0]]), torch.ones(2))
+    assert torch.allclose(shifted[0, :, 1:, 2:], x[0, :, :-1, :-2], atol=1e-5)
+    assert shifted[0, :, 0, :].abs().max() == 0 and shifted[0, :, :, :2].abs().max() == 0  # filled with black
+    assert torch.allclose(shifted[1], x[1], atol=1e-5)
+
+
+def test_affine_keeps_rotation_a_rotation_on_non_square_images():
+    x = torch.zeros(1, 1, 6, 10)
+    x[0, 0, 2:4, 1:9] = 1  # a horizontal bar through the centre
+    turned = affine(x, torch.tensor([90.0]), torch.zeros(1, 2), torch.ones(1))
+    assert turned[0, 0, :, 4:6].sum() > 0.9 * turned.sum()  # now vertical, in the middle columns
+
+
+def test_random_crop_shifts_and_pads_with_zeros():
+    x = torch.ones(16, 1, 8, 8)
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and (out == 0).any() and out.max() == 1
+    assert torch.equal(random_crop(x, 0), x)
+
+
+def test_augment_validates_its_settings():
+    with pytest.raises(ValueError, match="rotation >= 0"):
+        Augment(rotation=-1)
+    with pytest.raises(ValueError, match="scale"):
+        Augment(scale=(1.2, 0.8))
+
+
+def test_augment_speaks_torchvision_too():
+    steps = Augment(rotation=7, crop_padding=4, hflip=True).torchvision((32, 32))
+    assert [type(s).__name__ for s in steps] == ["RandomCrop", "RandomAffine", "RandomHorizontalFlip"]
+    assert Augment().torchvision((28, 28)) == []
+
+
+def test_loaders_carry_normalisation_and_classes(toy):
+    train, test = pair(toy, "device")
+    assert isinstance(train, DeviceLoader) and train.classes == toy.classes and len(train.mean) == 1
+    train, _ = pair(toy, "classic")
+    assert isinstance(train, ClassicLoader) and train.std == test.std
+
+
+def test_make_loaders_rejects_unknown_path(toy):
+    with pytest.raises(ValueError, match="'device', 'classic'"):
+        make_loaders((toy, toy), path="gpu")
+
+
+def test_limit_keeps_the_first_images(toy):
+    train, test = make_loaders((toy, toy), limit=10, batch_size=4)
+    assert sum(len(y) for _, y in train) == 10 and sum(len(y) for _, y in test) == 10
