@@ -3,7 +3,7 @@
 Notebooks do one import, `import kit`, and reach everything through it:
 `kit.data.load("mnist")`, `kit.ConvBlock`, `kit.Trainer`, `kit.plots.curves(...)`.
 """
-from kit import data, formats, loaders, models, plots, summary, train, transforms
+from kit import data, formats, loaders, models, plots, record, summary, train, transforms
 from kit.data import DataError, ChecksumError, load, stats
 from kit.formats import ImageSet
 from kit.loaders import ClassicLoader, DeviceLoader, make_loaders

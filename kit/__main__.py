@@ -17,6 +17,59 @@ def _data(args) -> int:
     return 0
 
 
+def _parameter(text: str):
+    """A -p value as Python reads it (1, 0.1, True), else as a string."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _run(args) -> int:
+    from kit.run import run
+
+    params = {name: _parameter(value) for name, value in args.parameter}
+    return run(args.notebooks, args.out, quick=args.quick, device=args.device, timeout=args.timeout,
+               fail_fast=args.fail_fast, parameters=params)
+
+
+def _rf(args) -> int:
+    import importlib
+    import inspect
+
+    from torch import nn
+
+    from kit.rf import ReceptiveFieldError, receptive_field
+
+    module_name, _, attr = args.model.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model must be MODULE:ATTR (e.g. torchvision.models:vgg16), got {args.model!r}")
+    try:
+        size = tuple(int(v) for v in args.input.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 3:
+        raise ValueError(f"--input must be C,H,W (e.g. 1,28,28), got {args.input!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"cannot load {args.model}: {e}") from None
+    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    if not isinstance(model, nn.Module):
+        kind = "class" if inspect.isclass(factory) else type(factory).__name__
+        raise ValueError(f"{args.model} ({kind}) did not give a torch.nn.Module; "
+                         "ATTR must be a model class or a factory that takes no arguments")
+    try:
+        table = receptive_field(model, size)
+    except ReceptiveFieldError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(table.to_markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kit.data import NAMES
 
@@ -27,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", choices=NAMES)
     d.add_argument("--root", help="data folder (default: $KIT_DATA, else ~/.cache/drill-down-kit)")
     d.set_defaults(run=_data)
+
+    f = commands.add_parser("rf", help="print a model's receptive-field table as Markdown")
+    f.add_argument("model", help="MODULE:ATTR, a model class or a factory that takes no arguments")
+    f.add_argument("--input", required=True, help="input shape C,H,W, e.g. 1,28,28")
+    f.set_defaults(run=_rf)
+
+    r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
+    r.add_argument("notebooks", nargs="*", help="notebooks or folders (default: notebooks/)")
+    r.add_argument("--quick", action="store_true", help="a smoke run: fewer epochs and images")
+    r.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    r.add_argument("--out", default="reports", help="where executed notebooks and metrics go (default: reports/)")
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="inject a parameter into every notebook")
+    r.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default: 3600)")
+    r.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
+    r.set_defaults(run=_run)
     return parser
 
 
