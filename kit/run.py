@@ -40,12 +40,24 @@ def find_notebooks(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def _error_report(e: Exception) -> str:
+def _source_index(notebook: Path, executed_index: int) -> int:
+    """papermill adds one cell after the `parameters` cell; give the index in the source notebook."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+    injected_at = tagged[0] + 1 if tagged else 0
+    return executed_index - 1 if executed_index >= injected_at else executed_index
+
+
+def _error_report(e: Exception, notebook: Path) -> str:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(e, PapermillExecutionError):
-        tail = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in e.traceback[-4:]]
-        return f"cell {e.cell_index}: {e.ename}: {e.evalue}\n    " + "\n    ".join("\n".join(tail).splitlines()[-8:])
+        tail = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", line) for line in e.traceback).splitlines()[-8:]
+        first_line = (e.source or "").strip().splitlines()[0][:60] if (e.source or "").strip() else ""
+        index = _source_index(notebook, e.cell_index)
+        return f"cell {index} (`{first_line}`): {e.ename}: {e.evalue}\n    " + "\n    ".join(tail)
     return f"{type(e).__name__}: {e}"
 
 
@@ -61,13 +73,13 @@ def run_notebook(notebook: Path, out: Path, *, quick: bool, device: str, timeout
     try:
         pm.execute_notebook(
             str(notebook), str(tmp_nb), parameters=params, cwd=str(notebook.parent),
-            kernel_name="python3", progress_bar=sys.stderr.isatty(), start_timeout=start_timeout,
+            kernel_name="python3", language="python", progress_bar=sys.stderr.isatty(), start_timeout=start_timeout,
             execution_timeout=timeout,
         )
     except Exception as e:  # the kernel may raise, die or time out: all are reported the same way
         for leftover in (tmp_nb, tmp_metrics):
             leftover.unlink(missing_ok=True)
-        return Outcome(notebook, False, time.perf_counter() - start, _error_report(e))
+        return Outcome(notebook, False, time.perf_counter() - start, _error_report(e, notebook))
     os.replace(tmp_nb, out / notebook.name)
     if tmp_metrics.exists():
         os.replace(tmp_metrics, out / f"{stem}.metrics.json")

@@ -201,7 +201,7 @@ class Trainer:
         self.progress, self.verbose = progress, verbose
         self.optimizer = self._optimizer(optimizer, lr, momentum, weight_decay)
         self.scheduler_name = scheduler
-        self.scheduler = self._scheduler(scheduler, scheduler_args or {})
+        self.scheduler = self._scheduler(scheduler, dict(scheduler_args or {}))
         self.ema = None
         if ema_decay is not None:
             if not 0 < ema_decay < 1:

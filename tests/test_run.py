@@ -37,7 +37,7 @@ def test_run_reports_failures_and_keeps_going(folder, tmp_path):
     done = kit_run(str(folder), "--quick", "--out", str(out), "-p", "lr", "0.5")
     assert done.returncode == 1
     assert "ok  a_good.ipynb" in done.stdout and "FAILED  b_bad.ipynb" in done.stdout
-    assert "cell 1: ValueError: the model is too big" in done.stderr
+    assert "cell 1 (`x = 1`): ValueError: the model is too big" in done.stderr
     assert "1 of 2 notebook(s) failed: b_bad.ipynb" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a_good.ipynb", "a_good.metrics.json"]
     assert json.loads((out / "a_good.metrics.json").read_text()) == {"quick": True, "lr": 0.5}

@@ -188,3 +188,9 @@ def test_epoch_lines_are_printed(capsys):
     train, test = loaders()
     Trainer(tiny_model(), train, test, device="cpu", epochs=1).fit()
     assert "epoch  1  train loss" in capsys.readouterr().out
+
+
+def test_scheduler_args_are_not_modified():
+    args = {"max_lr": 0.2}
+    trainer(scheduler="onecycle", scheduler_args=args)
+    assert args == {"max_lr": 0.2}
