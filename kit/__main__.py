@@ -70,6 +70,16 @@ def _rf(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from pathlib import Path
+
+    from kit.bench import RESULTS, bench
+
+    bench(args.device, args.epochs, args.batch_size, args.rotation, args.seed, args.limit,
+          results=None if args.no_save else Path(args.out or RESULTS))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kit.data import NAMES
 
@@ -85,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("model", help="MODULE:ATTR, a model class or a factory that takes no arguments")
     f.add_argument("--input", required=True, help="input shape C,H,W, e.g. 1,28,28")
     f.set_defaults(run=_rf)
+
+    b = commands.add_parser("bench", help="time the classic and device-resident data paths side by side")
+    b.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    b.add_argument("--epochs", type=int, default=1, help="epochs per path (default: 1)")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--rotation", type=float, default=7.0, help="augmentation: ± degrees (default: 7)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--limit", type=int, help="use only the first LIMIT training images")
+    b.add_argument("--out", help="where to record the figures (default: benchmarks/RESULTS.md)")
+    b.add_argument("--no-save", action="store_true", help="print only")
+    b.set_defaults(run=_bench)
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
     r.add_argument("notebooks", nargs="*", help="notebooks or folders (default: notebooks/)")
