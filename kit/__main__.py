@@ -32,7 +32,8 @@ def _run(args) -> int:
 
     params = {name: _parameter(value) for name, value in args.parameter}
     return run(args.notebooks, args.out, quick=args.quick, device=args.device, timeout=args.timeout,
-               fail_fast=args.fail_fast, parameters=params)
+               start_timeout=args.start_timeout, jobs=args.jobs, fail_fast=args.fail_fast,
+               changed_only=args.changed_only, parameters=params)
 
 
 def _rf(args) -> int:
@@ -114,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="reports", help="where executed notebooks and metrics go (default: reports/)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="inject a parameter into every notebook")
-    r.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default: 3600)")
+    r.add_argument("--timeout", type=int, default=3600, help="seconds one notebook may run (default: 3600)")
+    r.add_argument("--start-timeout", type=int, default=120, help="seconds a kernel may take to start (default: 120)")
+    r.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at once (default: 1)")
+    r.add_argument("--changed-only", action="store_true",
+                   help="skip notebooks whose notebook, parameters and kit source are unchanged since their last good run")
     r.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     r.set_defaults(run=_run)
     return parser

@@ -1,28 +1,39 @@
 """Run notebooks headlessly with papermill and keep their executed copies.
 
-Each notebook gets the parameters `quick`, `device` and `metrics_path` (its
-tagged `parameters` cell declares them). The executed copy and the metrics land
-in the output folder only when the notebook succeeded, through a temporary file
-and a rename, so a failed run never replaces the last good report.
+Each notebook runs in its own worker process (its own process group), so a
+kernel that dies or hangs past the timeout is stopped and reported like any
+other failure, and several notebooks can run at once (`jobs`). Each gets the
+parameters `quick`, `device` and `metrics_path` (its tagged `parameters` cell
+declares them). Outputs move into the output folder through temporary files
+and renames, and only when the notebook succeeded: a failed or interrupted run
+never replaces the last good report.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PACKAGE = Path(__file__).resolve().parent
+NOTEBOOKS = PACKAGE.parent / "notebooks"
 
 
 @dataclass
 class Outcome:
-    notebook: Path
-    ok: bool
+    notebook: str  # the notebook's file name
+    status: str  # "ok", "failed", "skipped"
     seconds: float
+    device: str = ""
     error: str = ""
+    inputs: str = ""  # hash of what the run depended on, for --changed-only
 
 
 def find_notebooks(paths: list[str | Path]) -> list[Path]:
@@ -37,8 +48,28 @@ def find_notebooks(paths: list[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p}: not a notebook (.ipynb) or a folder of notebooks")
     if not found:
         raise FileNotFoundError(f"no notebooks in {', '.join(map(str, paths or [NOTEBOOKS]))}")
+    names = [p.name for p in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two notebooks share a name, and their reports would collide: {names}")
     return found
 
+
+def inputs_hash(notebook: Path, parameters: dict) -> str:
+    """What a run depends on: the notebook, its parameters and the kit's own source."""
+    h = hashlib.sha256(notebook.read_bytes())
+    h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
+    for source in sorted(PACKAGE.glob("*.py")):
+        h.update(source.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- the worker: executes one notebook (runs as `python -m kit.run`) -------------------
 
 def _source_index(notebook: Path, executed_index: int) -> int:
     """papermill adds one cell after the `parameters` cell; give the index in the source notebook."""
@@ -61,48 +92,173 @@ def _error_report(e: Exception, notebook: Path) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def run_notebook(notebook: Path, out: Path, *, quick: bool, device: str, timeout: int,
-                 start_timeout: int = 120, parameters: dict | None = None) -> Outcome:
+def _save_figures(executed: Path, folder: Path) -> None:
+    """Every PNG a notebook showed, as files: reports/<name>_files/cell<i>-<k>.png."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for i, cell in enumerate(nb.cells):
+        pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        for k, png in enumerate(pngs):
+            (tmp / f"cell{i:02d}-{k}.png").write_bytes(base64.b64decode(png))
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, folder)
+
+
+def execute(notebook: Path, out: Path, parameters: dict, start_timeout: int) -> Outcome:
+    """Execute one notebook in this process; move its outputs into `out` only on success."""
     import papermill as pm
 
-    out.mkdir(parents=True, exist_ok=True)
     stem = notebook.stem
-    tmp_nb, tmp_metrics = out / f".{stem}.running.ipynb", out / f".{stem}.metrics.json"
-    params = {"quick": quick, "device": device, "metrics_path": str(tmp_metrics.resolve()), **(parameters or {})}
+    tmp_nb, tmp_metrics = out / f".{stem}.running.ipynb", out / f".{stem}.metrics.running.json"
+    params = {**parameters, "metrics_path": str(tmp_metrics.resolve())}
     start = time.perf_counter()
     try:
         pm.execute_notebook(
             str(notebook), str(tmp_nb), parameters=params, cwd=str(notebook.parent),
-            kernel_name="python3", language="python", progress_bar=sys.stderr.isatty(), start_timeout=start_timeout,
-            execution_timeout=timeout,
+            kernel_name="python3", language="python", progress_bar=sys.stderr.isatty(),
+            start_timeout=start_timeout,
         )
-    except Exception as e:  # the kernel may raise, die or time out: all are reported the same way
+    except Exception as e:  # the kernel may raise or die: both are reported the same way
         for leftover in (tmp_nb, tmp_metrics):
             leftover.unlink(missing_ok=True)
-        return Outcome(notebook, False, time.perf_counter() - start, _error_report(e, notebook))
-    os.replace(tmp_nb, out / notebook.name)
+        return Outcome(notebook.name, "failed", time.perf_counter() - start, str(parameters.get("device", "")),
+                       _error_report(e, notebook))
+    seconds = time.perf_counter() - start
+    device = str(parameters.get("device", ""))
     if tmp_metrics.exists():
+        device = json.loads(tmp_metrics.read_text()).get("device", device)
         os.replace(tmp_metrics, out / f"{stem}.metrics.json")
-    return Outcome(notebook, True, time.perf_counter() - start)
+    _save_figures(tmp_nb, out / f"{stem}_files")
+    os.replace(tmp_nb, out / notebook.name)
+    return Outcome(notebook.name, "ok", seconds, device)
+
+
+def _worker(argv: list[str]) -> None:
+    notebook, out, params, start_timeout, result = argv
+    outcome = execute(Path(notebook), Path(out), json.loads(params), int(start_timeout))
+    _atomic_write(Path(result), json.dumps(asdict(outcome)))
+
+
+# --- the batch ------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    notebook: Path
+    process: subprocess.Popen
+    started: float
+    result: Path
+    inputs: str
+
+
+def _start(notebook: Path, out: Path, params: dict, start_timeout: int, threads: int, inputs: str) -> _Job:
+    result = out / f".{notebook.stem}.outcome.json"
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kit.run", str(notebook.resolve()), str(out.resolve()), json.dumps(params),
+         str(start_timeout), str(result)],
+        env=env, start_new_session=True,  # its own process group: a hung kernel goes with it
+    )
+    return _Job(notebook, process, time.perf_counter(), result, inputs)
+
+
+def _finish(job: _Job, timed_out: bool, timeout: int) -> Outcome:
+    seconds = time.perf_counter() - job.started
+    if timed_out:
+        os.killpg(job.process.pid, signal.SIGKILL)
+        job.process.wait()
+        for leftover in job.result.parent.glob(f".{job.notebook.stem}.*running*"):
+            leftover.unlink()
+        outcome = Outcome(job.notebook.name, "failed", seconds,
+                          error=f"timed out after {timeout}s (the kernel hung or the run is too long); stopped")
+    elif job.result.exists():
+        outcome = Outcome(**json.loads(job.result.read_text()))
+        job.result.unlink()
+    else:
+        outcome = Outcome(job.notebook.name, "failed", seconds,
+                          error=f"the worker died with exit code {job.process.returncode} (out of memory?)")
+    outcome.inputs = job.inputs
+    return outcome
+
+
+def _skip_unchanged(notebook: Path, out: Path, inputs: str) -> Outcome | None:
+    previous = out / f"{notebook.stem}.run.json"
+    if previous.exists() and (out / notebook.name).exists():
+        last = json.loads(previous.read_text())
+        if last.get("status") == "ok" and last.get("inputs") == inputs:
+            return Outcome(notebook.name, "skipped", 0.0, last.get("device", ""), inputs=inputs)
+    return None
 
 
 def run(paths: list[str], out: str | Path = "reports", *, quick: bool = False, device: str = "auto",
-        timeout: int = 3600, fail_fast: bool = False, parameters: dict | None = None) -> int:
-    """Run every notebook; print one line each; return 0 if all succeeded, else 1."""
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the kernel inherits it: no progress bars in reports
+        timeout: int = 3600, start_timeout: int = 120, jobs: int = 1, fail_fast: bool = False,
+        changed_only: bool = False, parameters: dict | None = None) -> int:
+    """Run every notebook; print one line each; write the results table; 0 if all succeeded, else 1."""
+    from kit.report import write_report
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, got {jobs}")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in reports
     notebooks = find_notebooks(paths)
-    failed = []
-    for nb in notebooks:
-        result = run_notebook(nb, Path(out), quick=quick, device=device, timeout=timeout, parameters=parameters)
-        status = "ok" if result.ok else "FAILED"
-        print(f"{status:>6}  {nb.name}  {result.seconds:.1f}s", flush=True)
-        if not result.ok:
-            print(f"        {result.error}", file=sys.stderr, flush=True)
-            failed.append(result)
-            if fail_fast:
-                break
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {"quick": quick, "device": device, **(parameters or {})}
+    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(notebooks)))
+    queue, running, outcomes = list(notebooks), [], []
+    stop = False
+    while queue or running:
+        while queue and len(running) < jobs and not stop:
+            nb = queue.pop(0)
+            inputs = inputs_hash(nb, params)
+            skipped = _skip_unchanged(nb, out, inputs) if changed_only else None
+            if skipped:
+                outcomes.append(skipped)
+                print(f"  skip  {nb.name}  unchanged since its last good run", flush=True)
+                continue
+            running.append(_start(nb, out, params, start_timeout, threads, inputs))
+        if stop and not running:
+            break
+        time.sleep(0.2)
+        for job in list(running):
+            late = time.perf_counter() - job.started > timeout
+            if job.process.poll() is None and not late:
+                continue
+            running.remove(job)
+            outcome = _finish(job, late, timeout)
+            outcomes.append(outcome)
+            _report_line(outcome)
+            stem = job.notebook.stem
+            if outcome.status == "ok":  # the last good run; a failure is kept beside it, not over it
+                _atomic_write(out / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
+                (out / f"{stem}.failed.json").unlink(missing_ok=True)
+            else:
+                _atomic_write(out / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
+                if fail_fast:
+                    stop, queue = True, []
+    write_report(out)
+    failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        print(f"{len(failed)} of {len(notebooks)} notebook(s) failed: {', '.join(f.notebook.name for f in failed)}",
+        print(f"{len(failed)} of {len(notebooks)} notebook(s) failed: {', '.join(o.notebook for o in failed)}",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _report_line(o: Outcome) -> None:
+    print(f"{'ok' if o.status == 'ok' else 'FAILED':>6}  {o.notebook}  {o.seconds:.1f}s", flush=True)
+    if o.error:
+        print(f"        {o.error}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])

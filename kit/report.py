@@ -1,0 +1,114 @@
+"""The results table of a batch run: reports/README.md, its JSON twin, and one comparing figure.
+
+Everything is read back from what the runs wrote (each notebook's metrics and
+run record), so the table can only show measured numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+COLUMNS = ("notebook", "parameters", "best train acc", "best test acc (epoch)", "last 3 test acc", "epochs",
+           "device", "wall time", "status")
+
+
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def collect(out: Path) -> list[dict]:
+    """One row per notebook that has a report in `out` or failed its last run."""
+    stems = sorted({p.name[: -len(".run.json")] for p in out.glob("*.run.json")}
+                   | {p.name[: -len(".failed.json")] for p in out.glob("*.failed.json")})
+    rows = []
+    for stem in stems:
+        run, failed, metrics = (_read(out / f"{stem}.{kind}.json") for kind in ("run", "failed", "metrics"))
+        metrics = metrics or {}
+        if failed:
+            status = "failed" + (" (the last good report is kept)" if run else "")
+        else:
+            status = "ok"
+        rows.append({
+            "notebook": f"{stem}.ipynb",
+            "parameters": metrics.get("parameters"),
+            "best_train_acc": metrics.get("best_train_acc"),
+            "best_test_acc": metrics.get("best_test_acc"),
+            "best_test_epoch": metrics.get("best_test_epoch"),
+            "last_test_acc": metrics.get("last_test_acc"),
+            "epochs": metrics.get("epochs"),
+            "device": metrics.get("device") or (run or {}).get("device"),
+            "seconds": (run or {}).get("seconds"),
+            "quick": metrics.get("quick"),
+            "status": status,
+            "error": (failed or {}).get("error", "").splitlines()[0] if failed else "",
+            "history": metrics.get("history", []),
+        })
+    return rows
+
+
+def _cell(v, fmt="{}") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def markdown(rows: list[dict], figure: str | None) -> str:
+    lines = ["# Results", "",
+             "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.", ""]
+    if any(r["quick"] for r in rows):
+        lines += ["**Some rows come from quick (smoke) runs, marked *quick*: they are not results.**", ""]
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        best = None if r["best_test_acc"] is None else f"{r['best_test_acc']:.2f}% ({r['best_test_epoch']})"
+        last = None if not r["last_test_acc"] else ", ".join(f"{a:.2f}" for a in r["last_test_acc"])
+        name = f"[{r['notebook']}]({r['notebook']})" + (" *quick*" if r["quick"] else "")
+        lines.append("| " + " | ".join([
+            name, _cell(r["parameters"], "{:,}"), _cell(r["best_train_acc"], "{:.2f}%"), _cell(best), _cell(last),
+            _cell(r["epochs"]), _cell(r["device"]), _cell(r["seconds"], "{:.0f} s"),
+            r["status"] + (f": {r['error']}" if r["error"] else ""),
+        ]) + " |")
+    if figure:
+        lines += ["", f"![test accuracy per epoch, and parameters against best test accuracy]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: list[dict], path: Path):
+    """Test accuracy per epoch for every notebook, and parameters against best test accuracy."""
+    import matplotlib.pyplot as plt
+
+    from kit.plots import save
+
+    fig, (curves, budget) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for r in rows:
+        if r["history"]:
+            curves.plot([e["epoch"] for e in r["history"]], [e["test_acc"] for e in r["history"]], "o-",
+                        ms=3, label=r["notebook"].removesuffix(".ipynb"))
+        if r["parameters"] is not None and r["best_test_acc"] is not None:
+            budget.scatter(r["parameters"], r["best_test_acc"])
+            budget.annotate(r["notebook"][:2], (r["parameters"], r["best_test_acc"]), textcoords="offset points",
+                            xytext=(4, 4), fontsize=8)
+    curves.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
+    curves.grid(alpha=0.3)
+    if curves.lines:
+        curves.legend(fontsize=7)
+    budget.set_ylim(top=100.2)  # accuracy stops at 100%
+    budget.set(xscale="log", xlabel="parameters", ylabel="best test accuracy (%)", title="parameters vs best test accuracy")
+    budget.grid(alpha=0.3)
+    fig.tight_layout()
+    save(fig, path)
+    plt.close(fig)
+
+
+def write_report(out: Path) -> list[dict]:
+    """Rebuild README.md, results.json and steps.png in `out` from the records there."""
+    rows = collect(out)
+    fig_name = None
+    if any(r["history"] for r in rows):
+        fig_name = "steps.png"
+        figure(rows, out / fig_name)
+    for name, text in (("README.md", markdown(rows, fig_name)),
+                       ("results.json", json.dumps([{k: v for k, v in r.items() if k != "history"} for r in rows],
+                                                   indent=1))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+    return rows
