@@ -3,7 +3,8 @@
 Notebooks do one import, `import kit`, and reach everything through it:
 `kit.data.load("mnist")`, `kit.ConvBlock`, `kit.Trainer`, `kit.plots.curves(...)`.
 """
-from kit import data, formats, loaders, models, plots, record, summary, train, transforms
+from kit import colab, data, formats, loaders, models, plots, record, rf, summary, train, transforms
+from kit.record import Budget
 from kit.data import DataError, ChecksumError, load, stats
 from kit.formats import ImageSet
 from kit.loaders import ClassicLoader, DeviceLoader, make_loaders

@@ -81,6 +81,15 @@ def _bench(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from kit.check import check
+
+    violations = check(args.paths)
+    for v in violations:
+        print(v)
+    return 1 if violations else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kit.data import NAMES
 
@@ -107,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="where to record the figures (default: benchmarks/RESULTS.md)")
     b.add_argument("--no-save", action="store_true", help="print only")
     b.set_defaults(run=_bench)
+
+    c = commands.add_parser("check", help="validate notebooks: sections, budget, claims, sanity, assignment rules")
+    c.add_argument("paths", nargs="+", help="notebooks or folders (source or executed)")
+    c.set_defaults(run=_check)
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
     r.add_argument("notebooks", nargs="*", help="notebooks or folders (default: notebooks/)")

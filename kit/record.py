@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from torch import nn
@@ -11,7 +12,41 @@ from kit.models import count_parameters
 from kit.train import History
 
 
-def metrics(history: History, model: nn.Module, *, device: str, seed: int, seconds: float, **extra) -> dict:
+@dataclass(frozen=True)
+class Budget:
+    """What a step must achieve, declared once in its notebook: `budget = kit.Budget(...)`.
+
+    "Consistently" means each of the last `consistent_epochs` epochs reaches the target.
+    """
+
+    max_parameters: int
+    max_epochs: int
+    target_test_acc: float  # percent
+    consistent_epochs: int = 3
+
+    def __post_init__(self):
+        if self.max_parameters < 1 or self.max_epochs < 1 or not 0 < self.target_test_acc <= 100:
+            raise ValueError(f"a Budget needs positive limits and a target in (0, 100]; got {self}")
+        if not 1 <= self.consistent_epochs <= self.max_epochs:
+            raise ValueError(f"consistent_epochs must lie in 1..max_epochs, got {self.consistent_epochs}")
+
+    def verdict(self, history: History, parameters: int) -> list[str]:
+        """What this run misses of the budget ([] when it is met), in words for an Analysis."""
+        misses = []
+        if parameters > self.max_parameters:
+            misses.append(f"{parameters:,} parameters, over the budget of {self.max_parameters:,}")
+        if len(history) > self.max_epochs:
+            misses.append(f"{len(history)} epochs, over the budget of {self.max_epochs}")
+        last = history.last(self.consistent_epochs)
+        if len(last) < self.consistent_epochs or min(last) < self.target_test_acc:
+            shown = ", ".join(f"{a:.2f}" for a in last)
+            misses.append(f"the last {self.consistent_epochs} test accuracies ({shown}) do not all reach "
+                          f"{self.target_test_acc}%")
+        return misses
+
+
+def metrics(history: History, model: nn.Module, *, device: str, seed: int, seconds: float,
+            budget: Budget | None = None, **extra) -> dict:
     """What a Result cell may claim: parameters, best accuracies with their epochs, the full history."""
     best_test, best_test_epoch = history.best("test_acc")
     best_train, best_train_epoch = history.best("train_acc")
@@ -22,6 +57,7 @@ def metrics(history: History, model: nn.Module, *, device: str, seed: int, secon
         "best_test_acc": best_test, "best_test_epoch": best_test_epoch,
         "last_test_acc": history.last(3),
         "device": device, "seed": seed, "seconds": seconds,
+        "budget": asdict(budget) if budget else None,
         **extra,
         "history": history.to_dict()["epochs"],
     }

@@ -114,13 +114,25 @@ def _save_figures(executed: Path, folder: Path) -> None:
         os.replace(tmp, folder)
 
 
+def _relative_paths(executed: Path, notebook: Path, out: Path) -> None:
+    """papermill records absolute paths; keep them relative so no machine's layout lands in a report."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"] = os.path.relpath(notebook.resolve(), out.resolve())
+    meta["output_path"] = notebook.name
+    nbformat.write(nb, executed)
+
+
 def execute(notebook: Path, out: Path, parameters: dict, start_timeout: int) -> Outcome:
     """Execute one notebook in this process; move its outputs into `out` only on success."""
     import papermill as pm
 
     stem = notebook.stem
     tmp_nb, tmp_metrics = out / f".{stem}.running.ipynb", out / f".{stem}.metrics.running.json"
-    params = {**parameters, "metrics_path": str(tmp_metrics.resolve())}
+    # Relative to the notebook's folder (its working directory), so no machine's path lands in a report.
+    params = {**parameters, "metrics_path": os.path.relpath(tmp_metrics.resolve(), notebook.parent.resolve())}
     start = time.perf_counter()
     try:
         pm.execute_notebook(
@@ -138,6 +150,7 @@ def execute(notebook: Path, out: Path, parameters: dict, start_timeout: int) -> 
     if tmp_metrics.exists():
         device = json.loads(tmp_metrics.read_text()).get("device", device)
         os.replace(tmp_metrics, out / f"{stem}.metrics.json")
+    _relative_paths(tmp_nb, notebook, out)
     _save_figures(tmp_nb, out / f"{stem}_files")
     os.replace(tmp_nb, out / notebook.name)
     return Outcome(notebook.name, "ok", seconds, device)

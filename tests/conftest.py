@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("MPLBACKEND", "Agg")
-os.environ.setdefault("TQDM_DISABLE", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from kit import data  # noqa: E402
-from kit.formats import ImageSet  # noqa: E402
+from kit import data
+from kit.formats import ImageSet
 
 
 def make_imageset(n: int = 64, channels: int = 1, size: int = 12, classes: int = 4, seed: int = 0) -> ImageSet:

@@ -1,0 +1,333 @@
+"""`python -m kit check PATH ...`: keep notebooks honest.
+
+Each rule reads a notebook (source or executed by `python -m kit run`) and,
+where one exists, the metrics its run recorded; each violation is one line,
+`PATH: RULE: message`. Rules:
+
+structure/sections    Target, Result and Analysis Markdown cells, in that order, filled in
+structure/parameters  exactly one cell tagged `parameters`
+structure/outputs     a source notebook carries no outputs and no execution counts
+structure/colab-badge the Colab badge opens this notebook from the configured repository
+budget/declared       exactly one `budget = kit.Budget(...)` with literal arguments
+budget/parameters     recorded (and, where a `model`-tagged cell builds it, counted) parameters within budget
+budget/epochs         epochs used within budget
+budget/consistency    each of the last K epochs at or above the target test accuracy
+claims/unverified     a Result with no recorded metrics to confirm it
+claims/missing        a Result that leaves out parameters, best train or best test accuracy
+claims/parameters, claims/best-train, claims/best-test, claims/best-test-epoch
+                      the Result agrees with the metrics to the precision it prints
+sanity/non-finite-loss, sanity/accuracy-with-nan-loss, sanity/perfect-accuracy
+assignment/steps      a folder with assignment.json holds exactly its number of step notebooks
+assignment/rf-table   every step shows a receptive-field table
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from kit import colab
+
+SECTIONS = ("Target", "Result", "Analysis")
+PLACEHOLDER = re.compile(r"\bTODO\b|\bTBD\b|\bFILL ME\b|<[^>]*fill[^>]*>|\.\.\.\s*$|^\s*-\s*$", re.I | re.M)
+BADGE = re.compile(r"https://colab\.research\.google\.com/github/([^/\s)]+/[^/\s)]+)/blob/[^/\s)]+/([^\s)]+\.ipynb)")
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: Path
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.rule}: {self.message}"
+
+
+# --- reading a notebook ---------------------------------------------------------------
+
+def _heading(cell) -> str | None:
+    """The title of a Markdown cell that starts with a heading, e.g. '## Result' -> 'Result'."""
+    if cell.cell_type != "markdown":
+        return None
+    first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
+    m = re.match(r"#+\s*(.+?)\s*:?\s*$", first)
+    return m.group(1).strip() if m else None
+
+
+def _body(cell) -> str:
+    lines = cell.source.strip().splitlines()
+    return "\n".join(lines[1:]).strip()
+
+
+def is_executed(nb) -> bool:
+    return "papermill" in nb.metadata
+
+
+def metrics_path(path: Path) -> Path | None:
+    """The metrics of this notebook's run: beside it, else in reports/ for a notebook under notebooks/."""
+    beside = path.with_name(f"{path.stem}.metrics.json")
+    if beside.exists():
+        return beside
+    parts = path.resolve().parts
+    if "notebooks" in parts:
+        i = len(parts) - 1 - parts[::-1].index("notebooks")
+        root = Path(*parts[:i])
+        candidate = root / "reports" / Path(*parts[i + 1:-1]) / f"{path.stem}.metrics.json"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def declared_budget(nb) -> tuple[list[dict], list[str]]:
+    """Every `Budget(...)` call in the code cells, with its literal keyword arguments."""
+    from kit.record import Budget
+
+    found, problems = [], []
+    fields = list(Budget.__dataclass_fields__)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_python_only(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "Budget":
+                try:
+                    args = dict(zip(fields, (ast.literal_eval(a) for a in node.args)))
+                    args.update({k.arg: ast.literal_eval(k.value) for k in node.keywords})
+                    found.append(Budget(**args).__dict__)
+                except (ValueError, TypeError) as e:
+                    problems.append(f"Budget(...) must have literal arguments naming {', '.join(fields)}: {e}")
+    return found, problems
+
+
+def _python_only(source: str) -> str:
+    """Cell source without IPython magics and shell escapes."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
+def count_model_parameters(nb) -> int | None:
+    """Build the model from the cells tagged `model` (no training) and count its parameters."""
+    cells = [c for c in nb.cells if c.cell_type == "code" and "model" in c.metadata.get("tags", [])]
+    if not cells:
+        return None
+    import torch  # noqa: F401  (the cells may use these names)
+    from torch import nn
+
+    import kit  # noqa: F401
+
+    namespace = {"torch": torch, "nn": nn, "F": torch.nn.functional, "kit": kit}
+    for c in cells:
+        exec(compile(_python_only(c.source), "<model cell>", "exec"), namespace)
+    model = namespace.get("model")
+    if not isinstance(model, nn.Module):
+        raise ValueError("the cells tagged `model` must leave an nn.Module named `model`")
+    return kit.count_parameters(model)
+
+
+# --- the Result cell ---------------------------------------------------------------------
+
+NUMBER = r"(\d[\d,]*(?:\.\d+)?)\s*([kKmM]?)"
+CLAIMS = {
+    "parameters": re.compile(r"param(?:eter)?s?\W*[:=]?\s*" + NUMBER, re.I),
+    "best-train": re.compile(r"best\s+train(?:ing)?\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)", re.I),
+    "best-test": re.compile(r"best\s+test\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?"
+                            r"(?:\s*\(\s*(?:epoch\s*)?(\d+)(?:st|nd|rd|th)?(?:\s*epoch)?\s*\))?", re.I),
+}
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _agrees(claimed: str, recorded: float, scale: float = 1.0) -> bool:
+    """Whether `recorded` rounds to the claimed number at the precision it was printed."""
+    value = float(claimed.replace(",", ""))
+    return round(recorded / scale, _decimals(claimed)) == round(value, _decimals(claimed))
+
+
+def check_claims(path: Path, result: str, metrics: dict | None) -> list[Violation]:
+    v = lambda rule, msg: Violation(path, f"claims/{rule}", msg)  # noqa: E731
+    found = {name: rx.search(result) for name, rx in CLAIMS.items()}
+    missing = [name for name, m in found.items() if m is None]
+    out = [v("missing", f"the Result does not state: {', '.join(missing)}")] if missing else []
+    if metrics is None:
+        return out + [v("unverified", "no recorded metrics confirm the Result; run `python -m kit run` on it")]
+    if m := found["parameters"]:
+        number, unit = m.group(1), m.group(2).lower()
+        scale = {"k": 1e3, "m": 1e6}.get(unit, 1.0)
+        if not _agrees(number, metrics["parameters"], scale):
+            out.append(v("parameters", f"claims {number}{m.group(2)}, recorded {metrics['parameters']:,}"))
+    if m := found["best-train"]:
+        if not _agrees(m.group(1), metrics["best_train_acc"]):
+            out.append(v("best-train", f"claims {m.group(1)}, recorded {metrics['best_train_acc']:.4g}"))
+    if m := found["best-test"]:
+        if not _agrees(m.group(1), metrics["best_test_acc"]):
+            out.append(v("best-test", f"claims {m.group(1)}, recorded {metrics['best_test_acc']:.4g}"))
+        if m.group(2) and int(m.group(2)) != metrics["best_test_epoch"]:
+            out.append(v("best-test-epoch", f"claims epoch {m.group(2)}, recorded epoch {metrics['best_test_epoch']}"))
+        elif not m.group(2):
+            out.append(v("best-test-epoch", f"the Result must give the best test accuracy's epoch "
+                                            f"(recorded: epoch {metrics['best_test_epoch']})"))
+    return out
+
+
+# --- the rules -----------------------------------------------------------------------------
+
+def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
+    out = []
+    titles = [(i, _heading(c)) for i, c in enumerate(nb.cells)]
+    positions = []
+    for section in SECTIONS:
+        hits = [i for i, t in titles if t and t.lower() == section.lower()]
+        if not hits:
+            out.append(Violation(path, "structure/sections", f"no Markdown cell titled '{section}'"))
+            continue
+        positions.append(hits[0])
+        body = _body(nb.cells[hits[0]])
+        if not body:
+            out.append(Violation(path, "structure/sections", f"the '{section}' cell is empty"))
+        elif PLACEHOLDER.search(body):
+            out.append(Violation(path, "structure/sections", f"the '{section}' cell is still a template placeholder"))
+    if positions != sorted(positions):
+        out.append(Violation(path, "structure/sections", "Target, Result and Analysis must come in that order"))
+    tagged = sum("parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    if tagged != 1:
+        out.append(Violation(path, "structure/parameters", f"{tagged} cells are tagged `parameters`; exactly 1 must be"))
+    if not is_executed(nb):
+        dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+        if dirty:
+            out.append(Violation(path, "structure/outputs",
+                                 f"cells {dirty} carry outputs or execution counts; strip them "
+                                 "(e.g. `jupyter nbconvert --clear-output --inplace`)"))
+    badges = BADGE.findall("\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
+    if not badges:
+        out.append(Violation(path, "structure/colab-badge", f"no Open-in-Colab badge; use {colab.badge(repo_path or path.name)}"))
+    for repository, target in badges:
+        expected = repo_path or path.name
+        if repository != colab.REPOSITORY or (target != expected if repo_path else Path(target).name != path.name):
+            out.append(Violation(path, "structure/colab-badge",
+                                 f"the badge opens {repository}/{target}, not {colab.REPOSITORY}/{expected}"))
+    return out
+
+
+def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
+    budgets, problems = declared_budget(nb)
+    out = [Violation(path, "budget/declared", p) for p in problems]
+    if len(budgets) != 1:
+        return out + [Violation(path, "budget/declared",
+                                f"{len(budgets)} budgets declared; declare exactly one, e.g. "
+                                "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.4, "
+                                "consistent_epochs=3)")]
+    b = budgets[0]
+    if not is_executed(nb):
+        try:
+            counted = count_model_parameters(nb)
+        except Exception as e:
+            out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {type(e).__name__}: {e}"))
+            counted = None
+        if counted is not None and counted > b["max_parameters"]:
+            out.append(Violation(path, "budget/parameters",
+                                 f"the model has {counted:,} parameters, over the budget of {b['max_parameters']:,}"))
+    if metrics is None:
+        return out
+    if metrics["parameters"] > b["max_parameters"]:
+        out.append(Violation(path, "budget/parameters",
+                             f"recorded {metrics['parameters']:,} parameters, over the budget of {b['max_parameters']:,}"))
+    if metrics["epochs"] > b["max_epochs"]:
+        out.append(Violation(path, "budget/epochs", f"used {metrics['epochs']} epochs, over the budget of {b['max_epochs']}"))
+    if metrics.get("quick"):
+        return out  # a smoke run is not held to the accuracy target
+    last = [e["test_acc"] for e in metrics["history"]][-b["consistent_epochs"]:]
+    if len(last) < b["consistent_epochs"] or min(last) < b["target_test_acc"]:
+        out.append(Violation(path, "budget/consistency",
+                             f"the last {b['consistent_epochs']} test accuracies are {', '.join(f'{a:.2f}' for a in last)}; "
+                             f"each must reach {b['target_test_acc']}%"))
+    return out
+
+
+def check_sanity(path: Path, metrics: dict) -> list[Violation]:
+    out = []
+    for e in metrics.get("history", []):
+        losses = {k: e[k] for k in ("train_loss", "test_loss") if k in e}
+        bad = {k: v for k, v in losses.items() if v is None or not math.isfinite(v)}
+        if bad:
+            out.append(Violation(path, "sanity/non-finite-loss", f"epoch {e['epoch']}: {bad}"))
+            if e.get("test_acc") is not None:
+                out.append(Violation(path, "sanity/accuracy-with-nan-loss",
+                                     f"epoch {e['epoch']} reports {e['test_acc']}% test accuracy with a non-finite loss"))
+        if e.get("test_acc") == 100.0:
+            out.append(Violation(path, "sanity/perfect-accuracy",
+                                 f"epoch {e['epoch']} reports exactly 100% test accuracy: almost surely a bug"))
+    return out
+
+
+def check_notebook(path: Path, repo_root: Path | None = None) -> list[Violation]:
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:
+        return [Violation(path, "structure/readable", f"not a readable notebook: {e}")]
+    repo_path = None  # a source notebook's own path in the repository; executed copies are matched by name
+    if repo_root is not None and not is_executed(nb):
+        try:
+            repo_path = path.resolve().relative_to(repo_root.resolve()).as_posix()
+        except ValueError:
+            pass
+    mp = metrics_path(path)
+    metrics = json.loads(mp.read_text()) if mp else None
+    out = check_structure(path, nb, repo_path)
+    out += check_budget(path, nb, metrics)
+    result = next((c for c in nb.cells if (_heading(c) or "").lower() == "result"), None)
+    if result is not None and _body(result) and not PLACEHOLDER.search(_body(result)):
+        out += check_claims(path, _body(result), metrics)
+    if metrics:
+        out += check_sanity(path, metrics)
+    return out
+
+
+def check_assignment(folder: Path, notebooks: list[Path]) -> list[Violation]:
+    spec = json.loads((folder / "assignment.json").read_text())
+    out = []
+    if "steps" in spec and len(notebooks) != spec["steps"]:
+        out.append(Violation(folder, "assignment/steps",
+                             f"{len(notebooks)} step notebooks; the assignment asks for exactly {spec['steps']}"))
+    if spec.get("rf_table"):
+        for path in notebooks:
+            nb = nbformat.read(path, as_version=4)
+            if not any(c.cell_type == "code" and "receptive_field(" in c.source for c in nb.cells):
+                out.append(Violation(path, "assignment/rf-table",
+                                     "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"))
+    return out
+
+
+def _repo_root(path: Path) -> Path | None:
+    for p in [path.resolve(), *path.resolve().parents]:
+        if (p / "pyproject.toml").exists() and (p / "kit").is_dir():
+            return p
+    return None
+
+
+def check(paths: list[str | Path]) -> list[Violation]:
+    """Check notebooks and folders of notebooks (a folder with assignment.json is a submission)."""
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            notebooks = sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+            if (p / "assignment.json").exists():
+                out += check_assignment(p, notebooks)
+            for q in notebooks:
+                out += check_notebook(q, _repo_root(q))
+            for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
+                              and not d.name.endswith("_files")):
+                out += check([sub])
+        elif p.suffix == ".ipynb" and p.exists():
+            out += check_notebook(p, _repo_root(p))
+        else:
+            out.append(Violation(p, "structure/readable", "not a notebook or a folder"))
+    return out
