@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from kit.data import load, stats
-from kit.loaders import PATHS, make_loaders
+from kit.files import write_text
+from kit.loaders import make_loaders
 from kit.models import CompactNet
 from kit.train import Trainer, pick_device, set_seed
 from kit.transforms import Augment
@@ -103,7 +104,4 @@ def _write(path: Path, where: str, timings: dict[str, Timing], ratio: float, epo
             f"{epochs} epoch(s) per path, one process\n\n"
             f"| path | train s/epoch | test s/epoch | train img/s | test accuracy |\n|---|---:|---:|---:|---:|\n"
             f"{rows}\n\n**device-resident / classic training throughput: {ratio:.2f}×**\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)

@@ -83,7 +83,7 @@ def metrics_path(path: Path) -> Path | None:
     return None
 
 
-def declared_budget(nb) -> tuple[list[dict], list[str]]:
+def declared_budget(nb) -> tuple[list, list[str]]:
     """Every `Budget(...)` call in the code cells, with its literal keyword arguments."""
     from kit.record import Budget
 
@@ -101,7 +101,7 @@ def declared_budget(nb) -> tuple[list[dict], list[str]]:
                 try:
                     args = dict(zip(fields, (ast.literal_eval(a) for a in node.args)))
                     args.update({k.arg: ast.literal_eval(k.value) for k in node.keywords})
-                    found.append(Budget(**args).__dict__)
+                    found.append(Budget(**args))
                 except (ValueError, TypeError) as e:
                     problems.append(f"Budget(...) must have literal arguments naming {', '.join(fields)}: {e}")
     return found, problems
@@ -225,31 +225,24 @@ def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
                                 f"{len(budgets)} budgets declared; declare exactly one, e.g. "
                                 "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.4, "
                                 "consistent_epochs=3)")]
-    b = budgets[0]
+    budget = budgets[0]
     if not is_executed(nb):
         try:
             counted = count_model_parameters(nb)
         except Exception as e:
             out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {type(e).__name__}: {e}"))
             counted = None
-        if counted is not None and counted > b["max_parameters"]:
-            out.append(Violation(path, "budget/parameters",
-                                 f"the model has {counted:,} parameters, over the budget of {b['max_parameters']:,}"))
+        if counted is not None and (miss := budget.misses(parameters=counted)):
+            out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
     if metrics is None:
         return out
-    if metrics["parameters"] > b["max_parameters"]:
-        out.append(Violation(path, "budget/parameters",
-                             f"recorded {metrics['parameters']:,} parameters, over the budget of {b['max_parameters']:,}"))
-    if metrics["epochs"] > b["max_epochs"]:
-        out.append(Violation(path, "budget/epochs", f"used {metrics['epochs']} epochs, over the budget of {b['max_epochs']}"))
-    if metrics.get("quick"):
-        return out  # a smoke run is not held to the accuracy target
-    last = [e["test_acc"] for e in metrics["history"]][-b["consistent_epochs"]:]
-    if len(last) < b["consistent_epochs"] or min(last) < b["target_test_acc"]:
-        out.append(Violation(path, "budget/consistency",
-                             f"the last {b['consistent_epochs']} test accuracies are {', '.join(f'{a:.2f}' for a in last)}; "
-                             f"each must reach {b['target_test_acc']}%"))
-    return out
+    misses = budget.misses(
+        parameters=metrics["parameters"], epochs=metrics["epochs"],
+        # a smoke run is not held to the accuracy target
+        test_accs=None if metrics.get("quick") else [e["test_acc"] for e in metrics["history"]],
+    )
+    prefix = {"parameters": "recorded ", "epochs": "used ", "consistency": ""}
+    return out + [Violation(path, f"budget/{part}", prefix[part] + message) for part, message in misses.items()]
 
 
 def check_sanity(path: Path, metrics: dict) -> list[Violation]:

@@ -1,4 +1,4 @@
-"""Where the notebooks live on GitHub, kept in one place for Colab badges and installs."""
+"""Where the notebooks live on GitHub, kept in one place for Colab badges."""
 from __future__ import annotations
 
 REPOSITORY = "drill-down-kit/drill-down-kit"  # owner/name on GitHub; change it here when the repository moves
@@ -14,8 +14,3 @@ def url(path: str, repository: str = REPOSITORY, branch: str = BRANCH) -> str:
 def badge(path: str) -> str:
     """The "Open in Colab" badge, as Markdown, for the notebook at `path`."""
     return f"[![Open In Colab]({BADGE_IMAGE})]({url(path)})"
-
-
-def install_line(repository: str = REPOSITORY, branch: str = BRANCH) -> str:
-    """What a notebook's set-up cell runs in Colab: the kit only (Colab's torch is kept)."""
-    return f'%pip install -q "drill-down-kit @ git+https://github.com/{repository}@{branch}"'

@@ -13,6 +13,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt  # falls back to the Agg backend by itself where there is no screen
 import torch
 
+from kit.files import replacing
 from kit.formats import ImageSet
 from kit.train import History, Misclassified
 
@@ -20,11 +21,8 @@ from kit.train import History, Misclassified
 def save(fig, path: str | os.PathLike | None):
     """Save `fig` to `path` (if given) through a temporary file, and return it."""
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
     return fig
 
 

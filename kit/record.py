@@ -4,10 +4,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from torch import nn
 
+from kit.files import write_text
 from kit.models import count_parameters
 from kit.train import History
 
@@ -30,19 +30,28 @@ class Budget:
         if not 1 <= self.consistent_epochs <= self.max_epochs:
             raise ValueError(f"consistent_epochs must lie in 1..max_epochs, got {self.consistent_epochs}")
 
+    def misses(self, *, parameters: int | None = None, epochs: int | None = None,
+               test_accs: list[float] | None = None) -> dict[str, str]:
+        """What a run misses of this budget, by part ("parameters", "epochs", "consistency"); {} when met.
+
+        Only the parts given are judged; `test_accs` is the test accuracy of every epoch.
+        """
+        misses = {}
+        if parameters is not None and parameters > self.max_parameters:
+            misses["parameters"] = f"{parameters:,} parameters, over the budget of {self.max_parameters:,}"
+        if epochs is not None and epochs > self.max_epochs:
+            misses["epochs"] = f"{epochs} epochs, over the budget of {self.max_epochs}"
+        if test_accs is not None:
+            last = test_accs[-self.consistent_epochs:]
+            if len(last) < self.consistent_epochs or min(last) < self.target_test_acc:
+                misses["consistency"] = (f"the last {self.consistent_epochs} test accuracies are "
+                                         f"{', '.join(f'{a:.2f}' for a in last)}; each must reach {self.target_test_acc}%")
+        return misses
+
     def verdict(self, history: History, parameters: int) -> list[str]:
         """What this run misses of the budget ([] when it is met), in words for an Analysis."""
-        misses = []
-        if parameters > self.max_parameters:
-            misses.append(f"{parameters:,} parameters, over the budget of {self.max_parameters:,}")
-        if len(history) > self.max_epochs:
-            misses.append(f"{len(history)} epochs, over the budget of {self.max_epochs}")
-        last = history.last(self.consistent_epochs)
-        if len(last) < self.consistent_epochs or min(last) < self.target_test_acc:
-            shown = ", ".join(f"{a:.2f}" for a in last)
-            misses.append(f"the last {self.consistent_epochs} test accuracies ({shown}) do not all reach "
-                          f"{self.target_test_acc}%")
-        return misses
+        return list(self.misses(parameters=parameters, epochs=len(history),
+                                test_accs=history.column("test_acc")).values())
 
 
 def metrics(history: History, model: nn.Module, *, device: str, seed: int, seconds: float,
@@ -65,10 +74,5 @@ def metrics(history: History, model: nn.Module, *, device: str, seed: int, secon
 
 def save_metrics(path: str | os.PathLike | None, record: dict) -> None:
     """Write `record` as JSON atomically (nothing when `path` is empty)."""
-    if not path:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, path)
+    if path:
+        write_text(path, json.dumps(record, indent=1))

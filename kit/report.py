@@ -6,8 +6,9 @@ run record), so the table can only show measured numbers.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from kit.files import write_text
 
 COLUMNS = ("notebook", "parameters", "best train acc", "best test acc (epoch)", "last 3 test acc", "epochs",
            "device", "wall time", "status")
@@ -108,7 +109,5 @@ def write_report(out: Path) -> list[dict]:
     for name, text in (("README.md", markdown(rows, fig_name)),
                        ("results.json", json.dumps([{k: v for k, v in r.items() if k != "history"} for r in rows],
                                                    indent=1))):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, out / name)
+        write_text(out / name, text)
     return rows

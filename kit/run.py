@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kit.files import write_text
+
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
 
@@ -61,12 +63,6 @@ def inputs_hash(notebook: Path, parameters: dict) -> str:
     for source in sorted(PACKAGE.glob("*.py")):
         h.update(source.read_bytes())
     return h.hexdigest()[:16]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --- the worker: executes one notebook (runs as `python -m kit.run`) -------------------
@@ -159,7 +155,7 @@ def execute(notebook: Path, out: Path, parameters: dict, start_timeout: int) -> 
 def _worker(argv: list[str]) -> None:
     notebook, out, params, start_timeout, result = argv
     outcome = execute(Path(notebook), Path(out), json.loads(params), int(start_timeout))
-    _atomic_write(Path(result), json.dumps(asdict(outcome)))
+    write_text(Path(result), json.dumps(asdict(outcome)))
 
 
 # --- the batch ------------------------------------------------------------------------
@@ -252,10 +248,10 @@ def run(paths: list[str], out: str | Path = "reports", *, quick: bool = False, d
             _report_line(outcome)
             stem = job.notebook.stem
             if outcome.status == "ok":  # the last good run; a failure is kept beside it, not over it
-                _atomic_write(out / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
+                write_text(out / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
                 (out / f"{stem}.failed.json").unlink(missing_ok=True)
             else:
-                _atomic_write(out / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
+                write_text(out / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
                 if fail_fast:
                     stop, queue = True, []
     write_report(out)

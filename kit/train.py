@@ -12,12 +12,13 @@ import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from kit.files import write_text
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("step", "onecycle", "plateau")
@@ -104,10 +105,7 @@ class History:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as JSON, atomically: a reader sees the old file or the new one, never half."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=1)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "History":
