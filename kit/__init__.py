@@ -3,6 +3,8 @@
 Notebooks do one import, `import kit`, and reach everything through it:
 `kit.data.load("mnist")`, `kit.ConvBlock`, `kit.Trainer`, `kit.plots.curves(...)`.
 """
+import os
+
 from kit import colab, data, formats, loaders, models, plots, record, rf, summary, train, transforms
 from kit.record import Budget
 from kit.data import DataError, ChecksumError, load, stats
@@ -13,3 +15,7 @@ from kit.train import History, NonFiniteLossError, Trainer, pick_device, set_see
 from kit.transforms import Augment
 
 __version__ = "0.1.0"
+
+# Set by the test suite (KIT_QUICK=1): every notebook turns itself into a smoke run that records nothing.
+QUICK = os.environ.get("KIT_QUICK") == "1"
+QUICK_IMAGES = 2_000  # images per split in a smoke run

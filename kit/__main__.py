@@ -28,12 +28,18 @@ def _parameter(text: str):
 
 
 def _run(args) -> int:
-    from kit.run import run
+    from pathlib import Path
 
+    from kit.run import out_folder, find_notebooks, refresh_text, run
+
+    if args.text_only:
+        for notebook, sub in find_notebooks(args.notebooks):
+            print(f"refreshed the text of {refresh_text(notebook, out_folder(notebook, sub, args.out))}")
+        return 0
     params = {name: _parameter(value) for name, value in args.parameter}
     return run(args.notebooks, args.out, quick=args.quick, device=args.device, timeout=args.timeout,
                start_timeout=args.start_timeout, jobs=args.jobs, fail_fast=args.fail_fast,
-               changed_only=args.changed_only, parameters=params)
+               changed_only=args.changed_only, parameters=params, threads=args.threads)
 
 
 def _rf(args) -> int:
@@ -122,17 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_check)
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
-    r.add_argument("notebooks", nargs="*", help="notebooks or folders (default: notebooks/)")
+    r.add_argument("notebooks", nargs="*",
+                   help="notebooks or folders, searched with their sub-folders but not `template` ones (default: notebooks/)")
     r.add_argument("--quick", action="store_true", help="a smoke run: fewer epochs and images")
     r.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    r.add_argument("--out", default="reports", help="where executed notebooks and metrics go (default: reports/)")
+    r.add_argument("--out", help="where executed notebooks, metrics and results tables go, sub-folders mirrored "
+                                 "(default: reports/ beside notebooks/, in the notebook's own sub-folders)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="inject a parameter into every notebook")
     r.add_argument("--timeout", type=int, default=3600, help="seconds one notebook may run (default: 3600)")
     r.add_argument("--start-timeout", type=int, default=120, help="seconds a kernel may take to start (default: 120)")
     r.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at once (default: 1)")
+    r.add_argument("--threads", type=int, help="CPU threads for each notebook (default: the cores shared among --jobs)")
     r.add_argument("--changed-only", action="store_true",
                    help="skip notebooks whose notebook, parameters and kit source are unchanged since their last good run")
+    r.add_argument("--text-only", action="store_true",
+                   help="run nothing: copy the notebooks' Markdown (Target, Result, Analysis) into their reports in --out")
     r.add_argument("--fail-fast", action="store_true", help="stop at the first failing notebook")
     r.set_defaults(run=_run)
     return parser

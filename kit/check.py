@@ -8,33 +8,47 @@ structure/sections    Target, Result and Analysis Markdown cells, in that order,
 structure/parameters  exactly one cell tagged `parameters`
 structure/outputs     a source notebook carries no outputs and no execution counts
 structure/colab-badge the Colab badge opens this notebook from the configured repository
+structure/colab-install  the Colab set-up cell installs the kit from the configured repository
 budget/declared       exactly one `budget = kit.Budget(...)` with literal arguments
 budget/parameters     recorded (and, where a `model`-tagged cell builds it, counted) parameters within budget
 budget/epochs         epochs used within budget
 budget/consistency    each of the last K epochs at or above the target test accuracy
+                      (for every run held to the budget, where a notebook trains several)
 claims/unverified     a Result with no recorded metrics to confirm it
 claims/missing        a Result that leaves out parameters, best train or best test accuracy
-claims/parameters, claims/best-train, claims/best-test, claims/best-test-epoch
+claims/parameters, claims/best-train, claims/best-train-epoch, claims/best-test, claims/best-test-epoch
                       the Result agrees with the metrics to the precision it prints
+claims/runs           a notebook that trains several runs reports each on a line starting with its name
 sanity/non-finite-loss, sanity/accuracy-with-nan-loss, sanity/perfect-accuracy
+report/stale-code     a source notebook's report in reports/ ran exactly this notebook's code
+report/stale-text     ... and shows its Markdown (refresh with `python -m kit run NOTEBOOK --text-only`)
 assignment/steps      a folder with assignment.json holds exactly its number of step notebooks
 assignment/rf-table   every step shows a receptive-field table
+assignment/budget     the last step declares a budget at least as strict as assignment.json's "budget"
+
+A folder named `template` is skipped when a parent folder is checked (a template
+fails until it is filled); name it to check it.
 """
 from __future__ import annotations
 
 import ast
 import json
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from kit import colab
+from kit.files import report_folder
 
 SECTIONS = ("Target", "Result", "Analysis")
+TEMPLATE = "template"  # a folder of student templates: checked only when named, since it fails until filled
 PLACEHOLDER = re.compile(r"\bTODO\b|\bTBD\b|\bFILL ME\b|<[^>]*fill[^>]*>|\.\.\.\s*$|^\s*-\s*$", re.I | re.M)
+INSTALL = re.compile(r"git\+https://github\.com/([^/\s@\"']+/[^/\s@\"']+?)(?:\.git)?@([^\s\"'#]+)")
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/([^/\s)]+/[^/\s)]+)/blob/[^/\s)]+/([^\s)]+\.ipynb)")
 
 
@@ -69,17 +83,13 @@ def is_executed(nb) -> bool:
 
 
 def metrics_path(path: Path) -> Path | None:
-    """The metrics of this notebook's run: beside it, else in reports/ for a notebook under notebooks/."""
+    """The metrics of this notebook's run: beside it, else in its report folder (see kit.files.report_folder)."""
     beside = path.with_name(f"{path.stem}.metrics.json")
     if beside.exists():
         return beside
-    parts = path.resolve().parts
-    if "notebooks" in parts:
-        i = len(parts) - 1 - parts[::-1].index("notebooks")
-        root = Path(*parts[:i])
-        candidate = root / "reports" / Path(*parts[i + 1:-1]) / f"{path.stem}.metrics.json"
-        if candidate.exists():
-            return candidate
+    folder = report_folder(path)
+    if folder is not None and (folder / beside.name).exists():
+        return folder / beside.name
     return None
 
 
@@ -134,11 +144,11 @@ def count_model_parameters(nb) -> int | None:
 # --- the Result cell ---------------------------------------------------------------------
 
 NUMBER = r"(\d[\d,]*(?:\.\d+)?)\s*([kKmM]?)"
+EPOCH = r"(?:\s*\(\s*(?:epoch\s*)?(\d+)(?:st|nd|rd|th)?(?:\s*epoch)?\s*\))?"  # "(epoch 14)", "(14th epoch)"
 CLAIMS = {
     "parameters": re.compile(r"param(?:eter)?s?\W*[:=]?\s*" + NUMBER, re.I),
-    "best-train": re.compile(r"best\s+train(?:ing)?\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)", re.I),
-    "best-test": re.compile(r"best\s+test\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?"
-                            r"(?:\s*\(\s*(?:epoch\s*)?(\d+)(?:st|nd|rd|th)?(?:\s*epoch)?\s*\))?", re.I),
+    "best-train": re.compile(r"best\s+train(?:ing)?\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?" + EPOCH, re.I),
+    "best-test": re.compile(r"best\s+test\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?" + EPOCH, re.I),
 }
 
 
@@ -159,22 +169,42 @@ def check_claims(path: Path, result: str, metrics: dict | None) -> list[Violatio
     out = [v("missing", f"the Result does not state: {', '.join(missing)}")] if missing else []
     if metrics is None:
         return out + [v("unverified", "no recorded metrics confirm the Result; run `python -m kit run` on it")]
+    out += _compare(found, metrics, v, "")
+    for run in metrics.get("runs", []):  # a notebook that trains several runs reports each on its own line
+        lines = [line for line in result.splitlines() if _labels(line, run["name"])]
+        if not lines:
+            out.append(v("runs", f"the Result does not report the run '{run['name']}' "
+                                 f"(a line that starts with '- {run['name']}:')"))
+            continue
+        line = lines[0]
+        out += _compare({name: rx.search(line) for name, rx in CLAIMS.items()}, run, v, f"{run['name']}: ")
+    return out
+
+
+def _labels(line: str, name: str) -> bool:
+    """Whether a Result line is about run `name`: '- seed 2: ...', '- **group norm**: ...'."""
+    return re.match(rf"\s*[-*]?\s*\**{re.escape(name)}\**\s*[:(\u2014\u2013-]", line, re.I) is not None
+
+
+def _compare(found: dict, metrics: dict, v, label: str) -> list[Violation]:
+    """Each claim found against the recorded value, at the precision it was printed."""
+    out = []
     if m := found["parameters"]:
         number, unit = m.group(1), m.group(2).lower()
         scale = {"k": 1e3, "m": 1e6}.get(unit, 1.0)
         if not _agrees(number, metrics["parameters"], scale):
-            out.append(v("parameters", f"claims {number}{m.group(2)}, recorded {metrics['parameters']:,}"))
-    if m := found["best-train"]:
-        if not _agrees(m.group(1), metrics["best_train_acc"]):
-            out.append(v("best-train", f"claims {m.group(1)}, recorded {metrics['best_train_acc']:.4g}"))
-    if m := found["best-test"]:
-        if not _agrees(m.group(1), metrics["best_test_acc"]):
-            out.append(v("best-test", f"claims {m.group(1)}, recorded {metrics['best_test_acc']:.4g}"))
-        if m.group(2) and int(m.group(2)) != metrics["best_test_epoch"]:
-            out.append(v("best-test-epoch", f"claims epoch {m.group(2)}, recorded epoch {metrics['best_test_epoch']}"))
-        elif not m.group(2):
-            out.append(v("best-test-epoch", f"the Result must give the best test accuracy's epoch "
-                                            f"(recorded: epoch {metrics['best_test_epoch']})"))
+            out.append(v("parameters", f"{label}claims {number}{m.group(2)}, recorded {metrics['parameters']:,}"))
+    for rule, key in (("best-train", "best_train"), ("best-test", "best_test")):
+        if not (m := found[rule]):
+            continue
+        if not _agrees(m.group(1), metrics[f"{key}_acc"]):
+            out.append(v(rule, f"{label}claims {m.group(1)}, recorded {metrics[f'{key}_acc']:.4g}"))
+        recorded = metrics[f"{key}_epoch"]
+        if not m.group(2):
+            out.append(v(f"{rule}-epoch", f"{label}claims no epoch for the {rule.replace('-', ' ')} accuracy; "
+                                          f"give it, e.g. '(epoch {recorded})' as recorded"))
+        elif int(m.group(2)) != recorded:
+            out.append(v(f"{rule}-epoch", f"{label}claims epoch {m.group(2)}, recorded epoch {recorded}"))
     return out
 
 
@@ -214,7 +244,39 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
         if repository != colab.REPOSITORY or (target != expected if repo_path else Path(target).name != path.name):
             out.append(Violation(path, "structure/colab-badge",
                                  f"the badge opens {repository}/{target}, not {colab.REPOSITORY}/{expected}"))
+    for repository, branch in INSTALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
+        if (repository, branch) != (colab.REPOSITORY, colab.BRANCH):
+            out.append(Violation(path, "structure/colab-install",
+                                 f"the set-up cell installs {repository}@{branch}, not {colab.REPOSITORY}@{colab.BRANCH}"))
     return out
+
+
+def report_path(path: Path) -> Path | None:
+    """The executed copy of a source notebook, in its report folder, if there is one."""
+    folder = report_folder(path)
+    return folder / path.name if folder is not None and (folder / path.name).exists() else None
+
+
+def ran_cells(nb) -> list:
+    """A notebook's cells without the one papermill injects after `parameters`."""
+    return [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def check_report(path: Path, nb, report: Path) -> list[Violation]:
+    """The report must be a run of this very code, and show this notebook's text."""
+    executed = ran_cells(nbformat.read(report, as_version=4))
+    report = Path(os.path.relpath(report))
+    code = lambda cells: [c.source for c in cells if c.cell_type == "code"]  # noqa: E731
+    text = lambda cells: [c.source for c in cells if c.cell_type == "markdown"]  # noqa: E731
+    if code(executed) != code(nb.cells):
+        at = next((i for i, (a, b) in enumerate(zip(code(executed), code(nb.cells))) if a != b),
+                  min(len(code(executed)), len(code(nb.cells))))
+        return [Violation(path, "report/stale-code", f"{report} ran other code (from code cell {at} on); "
+                                                     f"run it again: python -m kit run {path}")]
+    if text(executed) != text(nb.cells):
+        return [Violation(path, "report/stale-text", f"{report} shows other Markdown than this notebook; "
+                                                     f"refresh it: python -m kit run {path} --text-only")]
+    return []
 
 
 def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
@@ -236,13 +298,16 @@ def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
             out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
     if metrics is None:
         return out
-    misses = budget.misses(
-        parameters=metrics["parameters"], epochs=metrics["epochs"],
-        # a smoke run is not held to the accuracy target
-        test_accs=None if metrics.get("quick") else [e["test_acc"] for e in metrics["history"]],
-    )
     prefix = {"parameters": "recorded ", "epochs": "used ", "consistency": ""}
-    return out + [Violation(path, f"budget/{part}", prefix[part] + message) for part, message in misses.items()]
+    runs = [("", metrics)] if "runs" not in metrics else [(f"{r['name']}: ", r) for r in metrics["runs"] if r.get("budget")]
+    for label, run in runs:
+        misses = budget.misses(
+            parameters=run["parameters"], epochs=run["epochs"],
+            # a smoke run is not held to the accuracy target
+            test_accs=None if metrics.get("quick") else [e["test_acc"] for e in run["history"]],
+        )
+        out += [Violation(path, f"budget/{part}", label + prefix[part] + message) for part, message in misses.items()]
+    return out
 
 
 def check_sanity(path: Path, metrics: dict) -> list[Violation]:
@@ -275,6 +340,8 @@ def check_notebook(path: Path, repo_root: Path | None = None) -> list[Violation]
     mp = metrics_path(path)
     metrics = json.loads(mp.read_text()) if mp else None
     out = check_structure(path, nb, repo_path)
+    if not is_executed(nb) and (report := report_path(path)):
+        out += check_report(path, nb, report)
     out += check_budget(path, nb, metrics)
     result = next((c for c in nb.cells if (_heading(c) or "").lower() == "result"), None)
     # A smoke run's metrics cannot confirm a Result, which speaks of the reference run.
@@ -292,6 +359,8 @@ def check_assignment(folder: Path, notebooks: list[Path]) -> list[Violation]:
     if "steps" in spec and len(notebooks) != spec["steps"]:
         out.append(Violation(folder, "assignment/steps",
                              f"{len(notebooks)} step notebooks; the assignment asks for exactly {spec['steps']}"))
+    if "budget" in spec and notebooks:
+        out += _assignment_budget(notebooks[-1], spec["budget"])
     if spec.get("rf_table"):
         for path in notebooks:
             nb = nbformat.read(path, as_version=4)
@@ -299,6 +368,27 @@ def check_assignment(folder: Path, notebooks: list[Path]) -> list[Violation]:
                 out.append(Violation(path, "assignment/rf-table",
                                      "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"))
     return out
+
+
+def _assignment_budget(last: Path, rules: dict) -> list[Violation]:
+    """The last step must declare a budget at least as strict as the assignment's (its runs are then held to it)."""
+    from kit.record import Budget
+
+    wanted = Budget(**rules)
+    budgets, _ = declared_budget(nbformat.read(last, as_version=4))
+    if len(budgets) != 1:
+        return []  # budget/declared reports it
+    b = budgets[0]
+    looser = [f"{name} {have} (the assignment's: {want})" for name, have, want, ok in (
+        ("max_parameters", b.max_parameters, wanted.max_parameters, b.max_parameters <= wanted.max_parameters),
+        ("max_epochs", b.max_epochs, wanted.max_epochs, b.max_epochs <= wanted.max_epochs),
+        ("target_test_acc", b.target_test_acc, wanted.target_test_acc, b.target_test_acc >= wanted.target_test_acc),
+        ("consistent_epochs", b.consistent_epochs, wanted.consistent_epochs, b.consistent_epochs >= wanted.consistent_epochs),
+    ) if not ok]
+    if looser:
+        return [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
+                                                     + "; ".join(looser))]
+    return []
 
 
 def _repo_root(path: Path) -> Path | None:
@@ -320,6 +410,9 @@ def check(paths: list[str | Path]) -> list[Violation]:
                 out += check_notebook(q, _repo_root(q))
             for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
                               and not d.name.endswith("_files")):
+                if sub.name == TEMPLATE:
+                    print(f"{sub}: skipped: a template fails until it is filled; name it to check it", file=sys.stderr)
+                    continue
                 out += check([sub])
         elif p.suffix == ".ipynb" and p.exists():
             out += check_notebook(p, _repo_root(p))

@@ -8,6 +8,7 @@ place only once verified, so nothing half-written is ever left behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -24,7 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from kit.formats import ImageSet, read_cifar10, read_idx_pair, read_tiny_imagenet
+from kit.formats import (ImageSet, generated, read_cifar10, read_idx_pair, read_image_folder, read_tiny_imagenet,
+                         write_cifar10, write_idx_pair, write_tiny_imagenet)
 
 ROOT_ENV = "KIT_DATA"
 
@@ -224,6 +226,7 @@ _CIFAR10_FILES = (
     FileSpec("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
     FileSpec("test_batch", "40351d587109b95175f43aff81a1287e"),
 )
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
@@ -318,9 +321,65 @@ def load(name: str, split: str = "train", root: str | os.PathLike | None = None)
 
 def is_present(name: str, root: str | os.PathLike | None = None) -> bool:
     """Whether every file of `name` is on disk (checksums are checked on load)."""
+    if name == TINY_IMAGENET:
+        return (data_root(root) / "tiny-imagenet-200" / "wnids.txt").exists()
     ds = _dataset(name)
     folder = data_root(root) / ds.folder
     return all((folder / f.name).exists() for f in ds.files)
+
+
+def splits(name: str, root: str | os.PathLike | None = None, *, quick: bool = False,
+           quick_images: int = 2_000) -> tuple[ImageSet, ImageSet]:
+    """The train and test splits of a data set, by name or as a folder holding train/ and val/ (or test/)
+    ImageFolder trees.
+
+    A smoke run (`quick`) keeps the first `quick_images` of each split and, on a
+    machine without the data set (CI has no CIFAR-10), uses a small generated one
+    in the data set's real on-disk format, read back by the real reader.
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        parts = [folder / "train", next((folder / s for s in ("val", "test") if (folder / s).is_dir()), folder / "val")]
+        train, test = (read_image_folder(p, name=folder.name) for p in parts)
+        if not set(test.classes) <= set(train.classes):
+            raise DataError(f"{parts[1]} has classes that train/ lacks: {sorted(set(test.classes) - set(train.classes))}")
+        index = torch.tensor([train.classes.index(c) for c in test.classes])
+        test = ImageSet(test.name, test.images, index[test.labels], train.classes)
+    elif quick and name in NAMES and not is_present(name, root):
+        with tempfile.TemporaryDirectory(prefix=f"kit-{name}-") as tmp:  # read into memory, then gone
+            train, test = stand_in(name, Path(tmp), quick_images)
+        _say(f"{name} is not on this machine: this smoke run uses {len(train)} generated images "
+             f"written in {name}'s own file format")
+    else:
+        train, test = load(name, "train", root), load(name, "test", root)
+    if quick:
+        train, test = train.subset(quick_images), test.subset(quick_images)
+    return train, test
+
+
+STAND_IN_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), TINY_IMAGENET: (3, 64, 64)}
+
+
+def stand_in(name: str, folder: Path, n: int = 2_000) -> tuple[ImageSet, ImageSet]:
+    """Write `n` generated images per split into `folder` in `name`'s on-disk format; read them back."""
+    shape = STAND_IN_SHAPES[name]
+    classes = DATASETS[name].classes if name in DATASETS and DATASETS[name].classes else \
+        CIFAR10_CLASSES if name == "cifar10" else tuple(f"n{i:08d}" for i in range(10))
+    label = f"{name} (generated stand-in)"  # what reports show as the data
+    train, test = (generated(label, n, shape, classes, seed) for seed in (0, 1))
+    if name in ("mnist", "fashion-mnist"):
+        write_idx_pair(folder, "train", train)
+        write_idx_pair(folder, "t10k", test)
+        read = lambda prefix: read_idx_pair(label, folder / f"{prefix}-images-idx3-ubyte",  # noqa: E731
+                                            folder / f"{prefix}-labels-idx1-ubyte", classes)
+        return read("train"), read("t10k")
+    if name == "cifar10":
+        write_cifar10(folder, train, test)
+        read = lambda split: read_cifar10(folder, split)  # noqa: E731
+    else:
+        write_tiny_imagenet(folder, train, test)
+        read = lambda split: read_tiny_imagenet(folder, "val" if split == "test" else split)  # noqa: E731
+    return tuple(dataclasses.replace(read(split), name=label) for split in ("train", "test"))
 
 
 # --- statistics computed from the data ---------------------------------------------

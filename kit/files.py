@@ -23,3 +23,13 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text)
+
+
+def report_folder(notebook: str | os.PathLike) -> Path | None:
+    """Where a notebook under a `notebooks/` folder keeps its report: the same sub-folders of the `reports/`
+    folder beside it (notebooks/assignments/x.ipynb -> reports/assignments/). None outside `notebooks/`."""
+    parts = Path(notebook).resolve().parts
+    if "notebooks" not in parts[:-1]:
+        return None
+    i = len(parts) - 2 - parts[-2::-1].index("notebooks")
+    return Path(*parts[:i]) / "reports" / Path(*parts[i + 1:-1])

@@ -6,6 +6,7 @@ one tensor is what lets the device-resident path put it on the GPU in one copy.
 """
 from __future__ import annotations
 
+import math
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,3 +199,81 @@ def read_tiny_imagenet(folder: str | Path, split: str = "train") -> ImageSet:
     classes = tuple(names.get(w, w).split(",")[0].strip() for w in wnids)
     images = _decode([p for p, _ in pairs], "RGB", None)
     return ImageSet("tiny-imagenet", images, torch.tensor([l for _, l in pairs]), classes)
+
+
+# --- Writers: small data sets in the real on-disk formats --------------------------
+# Tests, and smoke runs on machines without the real data, write these and read
+# them back through the readers above, so the reading code is exercised as it is.
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an idx file."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    Path(path).write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_idx_pair(folder: str | Path, prefix: str, data: ImageSet) -> None:
+    """`prefix`-images-idx3-ubyte and `prefix`-labels-idx1-ubyte, as MNIST names them ('train', 't10k')."""
+    if data.shape[0] != 1:
+        raise FormatError(f"{data.name}: idx files hold one-channel images, got {data.shape[0]} channels")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / f"{prefix}-images-idx3-ubyte", data.images[:, 0].numpy())
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte", data.labels.numpy().astype(np.uint8))
+
+
+def write_cifar10(folder: str | Path, train: ImageSet, test: ImageSet) -> None:
+    """CIFAR-10's `cifar-10-batches-py` layout: five pickled training batches, one test batch, batches.meta."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(train.classes), "num_cases_per_batch": math.ceil(len(train) / 5)}, f, protocol=2)
+    parts = [(name, train.subset(range(i, len(train), 5))) for i, name in enumerate(CIFAR10_BATCHES["train"])]
+    for name, part in [*parts, ("test_batch", test)]:
+        batch = {b"data": part.images.reshape(len(part), -1).numpy(), b"labels": part.labels.tolist(),
+                 b"batch_label": name.encode()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+
+
+def write_image_folder(root: str | Path, data: ImageSet) -> None:
+    """An ImageFolder tree: root/<class>/<index>.png."""
+    root = Path(root)
+    for i, (image, label) in enumerate(zip(data.images, data.labels)):
+        folder = root / data.classes[int(label)].replace("/", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        _save(image, folder / f"{i:05d}.png")
+
+
+def write_tiny_imagenet(folder: str | Path, train: ImageSet, val: ImageSet) -> None:
+    """TinyImageNet's layout: wnids.txt, train/<wnid>/images/*.JPEG, val/images/ with val_annotations.txt.
+
+    The classes of `train` are taken as the wnids.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wnids.txt").write_text("\n".join(train.classes) + "\n")
+    for i, (image, label) in enumerate(zip(train.images, train.labels)):
+        wnid = train.classes[int(label)]
+        _save(image, folder / "train" / wnid / "images" / f"{wnid}_{i}.JPEG")
+    lines = []
+    for i, (image, label) in enumerate(zip(val.images, val.labels)):
+        _save(image, folder / "val" / "images" / f"val_{i}.JPEG")
+        lines.append(f"val_{i}.JPEG\t{val.classes[int(label)]}\t0\t0\t{val.shape[2] - 1}\t{val.shape[1] - 1}")
+    (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+
+
+def _save(image: torch.Tensor, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = image.permute(1, 2, 0).numpy()
+    # PNG bytes whatever the suffix: lossless, so a test can compare pixels exactly
+    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path, format="PNG")
+
+
+def generated(name: str, n: int, shape: tuple[int, int, int], classes: Sequence[str], seed: int = 0) -> ImageSet:
+    """Random images whose class shows in their brightness, so that a model can learn something from them."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randperm(n, generator=g) % len(classes)
+    base = (labels.float() + 0.5) / len(classes) * 200
+    noise = torch.randint(0, 56, (n, *shape), generator=g).float()
+    images = (base.view(-1, 1, 1, 1) + noise).clamp(0, 255).to(torch.uint8)
+    return ImageSet(name, images, labels, tuple(classes))

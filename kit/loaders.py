@@ -1,7 +1,8 @@
 """Two data paths behind one interface.
 
 Both yield `(images, labels)` batches, normalised the same way, and both have
-`len()`, `.mean`, `.std` and `.classes`, so the Trainer cannot tell them apart.
+`len()`, `.name` (the data set's), `.mean`, `.std` and `.classes`, so the
+Trainer cannot tell them apart.
 
 - "classic": the torchvision way. A DataLoader with worker processes hands out
   one PIL image at a time, each transformed on the CPU, then copied to the device.
@@ -54,7 +55,7 @@ class ClassicLoader:
         transform = T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
         workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
         self.device = torch.device(device)
-        self.mean, self.std, self.classes = tuple(mean), tuple(std), data.classes
+        self.name, self.mean, self.std, self.classes = data.name, tuple(mean), tuple(std), data.classes
         self.loader = torch.utils.data.DataLoader(
             PILDataset(data, transform), batch_size=batch_size, shuffle=train,
             num_workers=workers, persistent_workers=workers > 0,
@@ -81,7 +82,7 @@ class DeviceLoader:
         self.labels = data.labels.to(self.device)
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last
         self.augment = augment if train else None
-        self.mean, self.std, self.classes = tuple(mean), tuple(std), data.classes
+        self.name, self.mean, self.std, self.classes = data.name, tuple(mean), tuple(std), data.classes
         shape = (1, -1, 1, 1)
         self._mean = torch.tensor(self.mean, device=self.device).view(shape)
         self._std = torch.tensor(self.std, device=self.device).view(shape)

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt  # falls back to the Agg backend by itself where there is no screen
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from kit.files import replacing
 from kit.formats import ImageSet
@@ -27,19 +28,27 @@ def save(fig, path: str | os.PathLike | None):
 
 
 def curves(history: History, title: str = "", path=None):
-    """Train and test loss (left) and accuracy (right) per epoch."""
+    """Train and test loss (left) and accuracy (middle) per epoch; the learning rate (right) when it changes."""
     epochs = history.column("epoch")
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    lrs = history.column("lr")
+    scheduled = len(set(lrs)) > 1
+    fig, axes = plt.subplots(1, 3 if scheduled else 2, figsize=(15 if scheduled else 11, 3.8))
+    ax_loss, ax_acc = axes[0], axes[1]
     for ax, metric, label in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy (%)")):
         ax.plot(epochs, history.column(f"train_{metric}"), "o-", label="train")
         ax.plot(epochs, history.column(f"test_{metric}"), "s-", label="test")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend()
     best, at = history.best("test_acc")
     ax_acc.set_title(f"best test {best:.2f}% (epoch {at})")
     ax_loss.set_title("loss")
+    if scheduled:
+        axes[2].plot(epochs, lrs, "o-", color="tab:green")
+        axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate at the end of each epoch", yscale="log")
+        axes[2].grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -72,10 +81,36 @@ def samples(data: ImageSet, n: int = 32, columns: int = 8, path=None):
     return save(_grid(images, titles, columns, f"{data.name}: first {len(images)} images"), path)
 
 
+def batch(loader, n: int = 32, columns: int = 8, path=None):
+    """The first `n` images of the loader's next batch, un-normalised: what the model sees (augmentation included)."""
+    images, labels = next(iter(loader))
+    shape = (1, -1, 1, 1)
+    images = images[:n].float().cpu() * torch.tensor(loader.std).view(shape) + torch.tensor(loader.mean).view(shape)
+    titles = [loader.classes[int(y)] for y in labels[:n]]
+    return save(_grid(images, titles, columns, f"one training batch: {len(images)} of {len(labels)} images"), path)
+
+
 def misclassified(mistakes: Misclassified, classes: Sequence[str], mean: Sequence[float],
-                  std: Sequence[float], columns: int = 5, path=None):
+                  std: Sequence[float], columns: int = 5, title: str = "", path=None):
     """Wrongly classified images, un-normalised, titled 'predicted (true)'."""
     shape = (1, -1, 1, 1)
     images = mistakes.images * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
     titles = [f"{classes[int(p)]} (true {classes[int(t)]})" for p, t in zip(mistakes.predicted, mistakes.target)]
-    return save(_grid(images, titles, columns, f"{len(mistakes)} misclassified: predicted (true)"), path)
+    heading = f"{title}: " if title else ""
+    return save(_grid(images, titles, columns, f"{heading}{len(mistakes)} misclassified, predicted (true)"), path)
+
+
+def compare(histories: dict[str, History], title: str = "", path=None):
+    """Several runs side by side: train accuracy (left) and test accuracy (right) per epoch, one line a run."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    for ax, split in zip(axes, ("train", "test")):
+        for name, h in histories.items():
+            ax.plot(h.column("epoch"), h.column(f"{split}_acc"), "o-", ms=3, label=name)
+        ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{split} accuracy")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save(fig, path)

@@ -76,3 +76,57 @@ def save_metrics(path: str | os.PathLike | None, record: dict) -> None:
     """Write `record` as JSON atomically (nothing when `path` is empty)."""
     if path:
         write_text(path, json.dumps(record, indent=1))
+
+
+def result(runs, *, budget: Budget | None, seed, quick: bool, path: str | os.PathLike | None = None,
+           held_to_budget=None, headline: str | None = None, **extra) -> dict:
+    """Record a notebook's run(s) and print what its Result cell may claim.
+
+    `runs` is one Trainer, or a dict of them by name ("seed 2", "group norm") for
+    a notebook that trains several; the `headline` one (default: the first) gives
+    the record's top-level numbers, and the Result's first claims. Every run is
+    held to `budget` unless `held_to_budget` names the ones that are. The metrics
+    go to `path` as JSON (atomically), where `python -m kit check` compares them
+    with the Result cell. Returns the record.
+    """
+    trainers = runs if isinstance(runs, dict) else {"": runs}
+    if not trainers:
+        raise ValueError("result() needs at least one trained Trainer")
+    held = set(trainers) if held_to_budget is None else set(held_to_budget)
+    if unknown := held - set(trainers):
+        raise ValueError(f"held_to_budget names {sorted(unknown)}, but the runs are {sorted(trainers)}")
+    records = {}
+    for name, trainer in trainers.items():
+        if not len(trainer.history):
+            raise ValueError(f"run {name or 'the run'} has no epochs: call trainer.fit() first")
+        h = trainer.history
+        records[name] = metrics(h, trainer.model, device=str(trainer.device), seed=seed,
+                                seconds=sum(h.column("seconds")), budget=budget if name in held else None,
+                                data=getattr(trainer.train_loader, "name", None))
+    if headline is not None and headline not in records:
+        raise ValueError(f"headline {headline!r} is not one of the runs {sorted(records)}")
+    first = records[headline] if headline is not None else next(iter(records.values()))
+    record = {**first, "quick": quick, **extra}
+    if len(records) > 1:
+        record["runs"] = [{"name": name, **r} for name, r in records.items()]
+    save_metrics(path, record)
+    if quick:
+        print("Smoke run (quick mode): these numbers only show that the notebook runs; they are not results.")
+    for name, r in records.items():
+        print(_summary(name, r, budget if name in held else None, quick))
+    return record
+
+
+def _summary(name: str, r: dict, budget: Budget | None, quick: bool) -> str:
+    lines = [f"Parameters: {r['parameters']:,}",
+             f"Best train accuracy: {r['best_train_acc']:.2f}% (epoch {r['best_train_epoch']})",
+             f"Best test accuracy: {r['best_test_acc']:.2f}% (epoch {r['best_test_epoch']})",
+             f"Last {len(r['last_test_acc'])} test accuracies: {', '.join(f'{a:.2f}' for a in r['last_test_acc'])}",
+             f"{r['epochs']} epoch(s) in {r['seconds']:.0f} s on {r['device']}"]
+    if budget is not None and not quick:
+        misses = budget.misses(parameters=r["parameters"], epochs=r["epochs"],
+                               test_accs=[e["test_acc"] for e in r["history"]])
+        lines.append("Budget: met" if not misses else "Budget missed: " + "; ".join(misses.values()))
+    if not name:
+        return "\n".join(lines)
+    return f"{name}\n" + "\n".join(f"  {line}" for line in lines)

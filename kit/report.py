@@ -32,6 +32,7 @@ def collect(out: Path) -> list[dict]:
             status = "ok"
         rows.append({
             "notebook": f"{stem}.ipynb",
+            "data": metrics.get("data"),
             "parameters": metrics.get("parameters"),
             "best_train_acc": metrics.get("best_train_acc"),
             "best_test_acc": metrics.get("best_test_acc"),
@@ -56,12 +57,14 @@ def markdown(rows: list[dict], figure: str | None) -> str:
     lines = ["# Results", "",
              "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.", ""]
     if any(r["quick"] for r in rows):
-        lines += ["**Some rows come from quick (smoke) runs, marked *quick*: they are not results.**", ""]
+        lines += ["**Some rows come from quick (smoke) runs, marked *quick* with the data they ran on: they are not "
+                  "results.**", ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
         best = None if r["best_test_acc"] is None else f"{r['best_test_acc']:.2f}% ({r['best_test_epoch']})"
         last = None if not r["last_test_acc"] else ", ".join(f"{a:.2f}" for a in r["last_test_acc"])
-        name = f"[{r['notebook']}]({r['notebook']})" + (" *quick*" if r["quick"] else "")
+        quick = f" *quick: {r['data']}*" if r["quick"] and r["data"] else " *quick*" if r["quick"] else ""
+        name = f"[{r['notebook']}]({r['notebook']}){quick}"  # a smoke run says what data it ran on
         lines.append("| " + " | ".join([
             name, _cell(r["parameters"], "{:,}"), _cell(r["best_train_acc"], "{:.2f}%"), _cell(best), _cell(last),
             _cell(r["epochs"]), _cell(r["device"]), _cell(r["seconds"], "{:.0f} s"),

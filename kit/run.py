@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit.files import write_text
+from kit.files import replacing, report_folder, write_text
 
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
@@ -38,21 +38,29 @@ class Outcome:
     inputs: str = ""  # hash of what the run depended on, for --changed-only
 
 
-def find_notebooks(paths: list[str | Path]) -> list[Path]:
-    """Notebooks named, or found (not recursively) in the folders named; notebooks/ by default."""
+def find_notebooks(paths: list[str | Path]) -> list[tuple[Path, Path]]:
+    """(notebook, its report sub-folder) for the notebooks named and those under the folders named
+    (notebooks/ by default), sub-folders included except `template` ones, whose stubs cannot run.
+
+    A notebook in a sub-folder of a named folder reports into the same sub-folder of --out.
+    """
     found = []
     for p in map(Path, paths or [NOTEBOOKS]):
         if p.is_dir():
-            found += sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+            for q in sorted(p.rglob("*.ipynb")):
+                parts = q.relative_to(p).parts
+                if any(part.startswith(".") or part == "template" or part.endswith("_files") for part in parts):
+                    continue
+                found.append((q, q.parent.relative_to(p)))
         elif p.suffix == ".ipynb" and p.exists():
-            found.append(p)
+            found.append((p, Path()))
         else:
             raise FileNotFoundError(f"{p}: not a notebook (.ipynb) or a folder of notebooks")
     if not found:
         raise FileNotFoundError(f"no notebooks in {', '.join(map(str, paths or [NOTEBOOKS]))}")
-    names = [p.name for p in found]
-    if len(set(names)) != len(names):
-        raise ValueError(f"two notebooks share a name, and their reports would collide: {names}")
+    reports = [sub / nb.name for nb, sub in found]
+    if len(set(reports)) != len(reports):
+        raise ValueError(f"two notebooks would write the same report: {sorted(map(str, reports))}")
     return found
 
 
@@ -158,6 +166,41 @@ def _worker(argv: list[str]) -> None:
     write_text(Path(result), json.dumps(asdict(outcome)))
 
 
+def out_folder(notebook: Path, sub: Path, out: str | Path | None) -> Path:
+    """Where `notebook` (found in sub-folder `sub` of a named folder) reports: see run()."""
+    if out is not None:
+        return Path(out) / sub
+    return report_folder(notebook) or Path("reports") / sub
+
+
+def refresh_text(notebook: Path, out: Path) -> Path:
+    """Copy a notebook's Markdown into its executed copy in `out`, whose code must be the same.
+
+    Target, Result and Analysis are written after a reference run; this puts them
+    into the report without running it again (and refuses when the code differs).
+    """
+    import nbformat
+
+    from kit.check import ran_cells
+
+    executed_path = out / notebook.name
+    if not executed_path.exists():
+        raise FileNotFoundError(f"{executed_path}: no report to refresh; run `python -m kit run {notebook}` first")
+    source = nbformat.read(notebook, as_version=4)
+    executed = nbformat.read(executed_path, as_version=4)
+    ran = ran_cells(executed)
+    if [(c.cell_type, c.source if c.cell_type == "code" else "") for c in ran] != \
+            [(c.cell_type, c.source if c.cell_type == "code" else "") for c in source.cells]:
+        raise ValueError(f"{executed_path} ran other code or other cells than {notebook}; "
+                         f"run it again instead: python -m kit run {notebook}")
+    for old, new in zip(ran, source.cells):
+        if old.cell_type == "markdown":
+            old.source = new.source
+    with replacing(executed_path) as tmp:
+        nbformat.write(executed, tmp)
+    return executed_path
+
+
 # --- the batch ------------------------------------------------------------------------
 
 @dataclass
@@ -209,32 +252,37 @@ def _skip_unchanged(notebook: Path, out: Path, inputs: str) -> Outcome | None:
     return None
 
 
-def run(paths: list[str], out: str | Path = "reports", *, quick: bool = False, device: str = "auto",
+def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False, device: str = "auto",
         timeout: int = 3600, start_timeout: int = 120, jobs: int = 1, fail_fast: bool = False,
-        changed_only: bool = False, parameters: dict | None = None) -> int:
-    """Run every notebook; print one line each; write the results table; 0 if all succeeded, else 1."""
+        changed_only: bool = False, parameters: dict | None = None, threads: int | None = None) -> int:
+    """Run every notebook; print one line each; write the results tables; 0 if all succeeded, else 1.
+
+    Without `out`, a notebook under notebooks/ reports into the same sub-folders of
+    reports/ beside it (where `python -m kit check` looks), any other into ./reports.
+    """
     from kit.report import write_report
 
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, got {jobs}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be 1 or more, got {threads}")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in reports
-    notebooks = find_notebooks(paths)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    notebooks = [(nb, out_folder(nb, sub, out)) for nb, sub in find_notebooks(paths)]
     params = {"quick": quick, "device": device, **(parameters or {})}
-    threads = max(1, (os.cpu_count() or 1) // min(jobs, len(notebooks)))
+    threads = threads or max(1, (os.cpu_count() or 1) // min(jobs, len(notebooks)))
     queue, running, outcomes = list(notebooks), [], []
     stop = False
     while queue or running:
         while queue and len(running) < jobs and not stop:
-            nb = queue.pop(0)
+            nb, folder = queue.pop(0)
+            folder.mkdir(parents=True, exist_ok=True)
             inputs = inputs_hash(nb, params)
-            skipped = _skip_unchanged(nb, out, inputs) if changed_only else None
+            skipped = _skip_unchanged(nb, folder, inputs) if changed_only else None
             if skipped:
                 outcomes.append(skipped)
                 print(f"  skip  {nb.name}  unchanged since its last good run", flush=True)
                 continue
-            running.append(_start(nb, out, params, start_timeout, threads, inputs))
+            running.append(_start(nb, folder, params, start_timeout, threads, inputs))
         if stop and not running:
             break
         time.sleep(0.2)
@@ -246,15 +294,16 @@ def run(paths: list[str], out: str | Path = "reports", *, quick: bool = False, d
             outcome = _finish(job, late, timeout)
             outcomes.append(outcome)
             _report_line(outcome)
-            stem = job.notebook.stem
+            stem, folder = job.notebook.stem, job.result.parent
             if outcome.status == "ok":  # the last good run; a failure is kept beside it, not over it
-                write_text(out / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
-                (out / f"{stem}.failed.json").unlink(missing_ok=True)
+                write_text(folder / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
+                (folder / f"{stem}.failed.json").unlink(missing_ok=True)
             else:
-                write_text(out / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
+                write_text(folder / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
                 if fail_fast:
                     stop, queue = True, []
-    write_report(out)
+    for folder in sorted({folder for _, folder in notebooks}):
+        write_report(folder)  # one results table per report folder
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         print(f"{len(failed)} of {len(notebooks)} notebook(s) failed: {', '.join(o.notebook for o in failed)}",

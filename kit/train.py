@@ -176,6 +176,37 @@ def _fp32_norms(model: nn.Module) -> list:
     return [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, norms)]
 
 
+# --- knowledge distillation -------------------------------------------------------------
+
+@dataclass
+class Distillation:
+    """Teach a student with a trained teacher's softened scores as well as the labels.
+
+    loss = alpha * T^2 * KL(teacher's softmax(z/T) || student's softmax(z/T)) + (1 - alpha) * cross-entropy.
+    The T^2 keeps the soft part's gradients the same size whatever the temperature
+    (Hinton et al., 2015). The teacher only predicts: eval mode, no gradients.
+    """
+
+    teacher: nn.Module
+    temperature: float = 4.0
+    alpha: float = 0.7
+
+    def __post_init__(self):
+        if self.temperature <= 0 or not 0 <= self.alpha <= 1:
+            raise ValueError(f"Distillation needs temperature > 0 and alpha in [0, 1]; got "
+                             f"temperature={self.temperature}, alpha={self.alpha}")
+        self.teacher.eval()  # predicts only (its loss is computed under no_grad); the optimiser never sees it
+
+    def loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = self.teacher(x).float()
+        t = self.temperature
+        soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                        reduction="batchmean", log_target=True) * t * t
+        hard = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        return self.alpha * soft + (1 - self.alpha) * hard
+
+
 # --- the trainer ---------------------------------------------------------------------
 
 class Trainer:
@@ -189,7 +220,7 @@ class Trainer:
                  optimizer: str | torch.optim.Optimizer = "sgd", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 0.0, l1: float = 0.0, scheduler: str | None = None,
                  scheduler_args: dict | None = None, label_smoothing: float = 0.0,
-                 ema_decay: float | None = None, amp: bool | None = None,
+                 ema_decay: float | None = None, amp: bool | None = None, distillation: Distillation | None = None,
                  device: str | torch.device = "auto", progress: bool | None = None, verbose: bool = True):
         self.device = pick_device(device)
         self.model = model.to(self.device)
@@ -207,9 +238,14 @@ class Trainer:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.distillation = distillation
+        if distillation is not None:
+            distillation.teacher.to(self.device)
         self.amp_dtype = self._amp(amp)
         if self.amp_dtype is not None:
             _fp32_norms(self.model)
+            if distillation is not None:
+                _fp32_norms(distillation.teacher)
         self.history = History()
 
     # --- construction ---
@@ -260,8 +296,11 @@ class Trainer:
         batches = _progress(self.train_loader, len(self.train_loader), f"epoch {epoch} train", self.progress)
         for step, (x, y) in enumerate(batches, 1):
             with self._autocast():
-                logits = self.model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+                logits = self.model(x).float()  # the loss is always computed in fp32
+                if self.distillation is not None:
+                    loss = self.distillation.loss(logits, x, y, self.label_smoothing)
+                else:
+                    loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
                 if self.l1:
                     loss = loss + self.l1 * sum(p.abs().sum() for p in self.model.parameters() if p.dim() > 1)
             if not torch.isfinite(loss):

@@ -153,7 +153,9 @@ def test_consistently_means_every_one_of_the_last_k(tmp_path):
 @pytest.mark.parametrize("claim,rule", [
     ("- Parameters: 7,417", "claims/parameters"),
     ("- Parameters: 7.5k", "claims/parameters"),
-    ("- Best train accuracy: 99.80%", "claims/best-train"),
+    ("- Best train accuracy: 99.80% (epoch 15)", "claims/best-train"),
+    ("- Best train accuracy: 99.78% (epoch 12)", "claims/best-train-epoch"),
+    ("- Best train accuracy: 99.78%", "claims/best-train-epoch"),
     ("- Best test accuracy: 99.45% (epoch 14)", "claims/best-test"),
     ("- Best test accuracy: 99.39% (epoch 9)", "claims/best-test-epoch"),
 ])
@@ -166,7 +168,7 @@ def test_a_result_that_disagrees_is_a_violation(tmp_path, claim, rule):
 
 
 def test_claims_are_compared_at_the_printed_precision(tmp_path):
-    result = "## Result\n- Parameters: 7.4k\n- Best train accuracy: 99.8\n- Best test accuracy: 99.4 (14th epoch)"
+    result = "## Result\n- Parameters: 7.4k\n- Best train accuracy: 99.8 (15th epoch)\n- Best test accuracy: 99.4 (14th epoch)"
     assert check([build(tmp_path, result=result)]) == []
 
 
@@ -230,3 +232,91 @@ def test_cli_prints_path_rule_message_and_exits_1(tmp_path):
 def test_the_repository_passes_its_own_checker():
     found = check([ROOT / "notebooks", ROOT / "reports"])
     assert found == [], "\n".join(map(str, found))
+
+
+# --- notebooks that train several runs (seeds, variants) ---
+
+def multi_run_metrics():
+    first = metrics()
+    second = metrics(best_train_acc=99.5, best_train_epoch=14, best_test_acc=99.41, best_test_epoch=12)
+    second["history"][11]["test_acc"] = 99.41
+    return {**first, "runs": [{"name": "seed 1", **first, "budget": {"held": True}},
+                              {"name": "seed 2", **second, "budget": {"held": True}}]}
+
+
+MULTI_RESULT = ("## Result\n- Parameters: 7,416\n"
+                "- seed 1: best train accuracy 99.78% (epoch 15), best test accuracy 99.39% (epoch 14)\n"
+                "- **seed 2**: best train accuracy 99.50% (epoch 14), best test accuracy 99.41% (epoch 12)")
+
+
+def test_each_run_is_claimed_on_its_own_line(tmp_path):
+    assert check([build(tmp_path, result=MULTI_RESULT, metrics_=multi_run_metrics())]) == []
+    wrong = build(tmp_path, "w.ipynb", result=MULTI_RESULT.replace("99.41% (epoch 12)", "99.45% (epoch 12)"),
+                  metrics_=multi_run_metrics())
+    assert [str(v).split(": ", 1)[1] for v in check([wrong])] == ["claims/best-test: seed 2: claims 99.45, recorded 99.41"]
+    left_out = build(tmp_path, "l.ipynb", result="\n".join(MULTI_RESULT.splitlines()[:3]), metrics_=multi_run_metrics())
+    assert [v.rule for v in check([left_out])] == ["claims/runs"]
+    assert "seed 2" in check([left_out])[0].message
+
+
+def test_every_run_held_to_the_budget_must_meet_it(tmp_path):
+    m = multi_run_metrics()
+    m["runs"][1]["history"][-1]["test_acc"] = 98.5  # seed 2 dips in its last epoch
+    found = check([build(tmp_path, result=MULTI_RESULT, metrics_=m)])
+    assert [(v.rule, v.message.split(":")[0]) for v in found] == [("budget/consistency", "seed 2")]
+    m["runs"][1]["budget"] = None  # a run that is not held to the budget (a teacher, say)
+    assert check([build(tmp_path, "t.ipynb", result=MULTI_RESULT, metrics_=m)]) == []
+
+
+# --- the report of a source notebook ---
+
+def test_a_report_must_show_the_notebooks_own_code_and_text(tmp_path):
+    from kit.run import refresh_text
+
+    source = build(tmp_path / "notebooks", metrics_=False)
+    reports = tmp_path / "reports"
+    report = build(reports, executed=True)
+    assert check([source]) == []
+    nb = nbformat.read(source, 4)
+    nb.cells[-1].source = "## Analysis\n- Rewritten after the run."
+    nbformat.write(nb, source)
+    assert rules(source) == ["report/stale-text"]
+    refresh_text(source, reports)
+    assert check([source]) == [] and "Rewritten" in report.read_text()
+    nb.cells[3].source += "\nprint('changed')"
+    nbformat.write(nb, source)
+    assert rules(source) == ["report/stale-code"]
+    with pytest.raises(ValueError, match="run it again"):
+        refresh_text(source, reports)
+
+
+def test_the_colab_install_line_uses_the_configured_repository(tmp_path):
+    p = build(tmp_path)
+    nb = nbformat.read(p, 4)
+    nb.cells.insert(1, code(f'%pip install "drill-down-kit @ git+https://github.com/{colab.REPOSITORY}@{colab.BRANCH}"'))
+    nbformat.write(nb, p)
+    assert check([p]) == []
+    nb.cells[1].source = '%pip install "drill-down-kit @ git+https://github.com/someone/fork@main"'
+    nbformat.write(nb, p)
+    assert rules(p) == ["structure/colab-install"]
+
+
+def test_a_template_folder_is_checked_only_when_named(tmp_path):
+    template = tmp_path / "assignment" / "template"
+    build(template, result="## Result\n- Parameters: TODO", metrics_=False)
+    assert check([tmp_path / "assignment"]) == []
+    assert "structure/sections" in rules(template)
+
+
+def test_the_last_step_must_hold_itself_to_the_assignments_budget(tmp_path):
+    folder = tmp_path / "submission"
+    for i in (1, 2):
+        p = build(folder, f"step{i}.ipynb")
+    spec = {"steps": 2, "budget": {"max_parameters": 8000, "max_epochs": 15, "target_test_acc": 99.4,
+                                   "consistent_epochs": 3}}
+    (folder / "assignment.json").write_text(json.dumps(spec))
+    found = [v for v in check([folder]) if v.rule == "assignment/budget"]  # BUDGET asks only 99.0%
+    assert len(found) == 1 and found[0].path == p and "target_test_acc 99.0 (the assignment's: 99.4)" in found[0].message
+    spec["budget"]["target_test_acc"] = 99.0
+    (folder / "assignment.json").write_text(json.dumps(spec))
+    assert check([folder]) == []

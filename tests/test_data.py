@@ -227,3 +227,41 @@ def test_stats_on_generated_data(toy_rgb):
     assert s.std == pytest.approx(tuple(x.transpose(0, 1).reshape(3, -1).std(1, unbiased=False).tolist()), abs=1e-9)
     assert s.class_counts == {"c0": 16, "c1": 16, "c2": 16, "c3": 16}
     assert "toy" in str(s) and "| c0 | 16 |" in s._repr_markdown_()
+
+
+# --- splits: by name, as a folder, and the stand-ins of smoke runs ---
+
+@pytest.mark.parametrize("name,shape", [("cifar10", (3, 32, 32)), ("fashion-mnist", (1, 28, 28)),
+                                        ("tiny-imagenet", (3, 64, 64))])
+def test_a_smoke_run_without_the_data_uses_generated_files_in_its_format(tmp_path, capsys, name, shape):
+    train, test = data.splits(name, tmp_path, quick=True, quick_images=40)
+    assert (len(train), len(test), train.shape) == (40, 40, shape)
+    assert train.name == test.name == f"{name} (generated stand-in)"  # what a report shows as its data
+    assert "not on this machine" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing is left in the data root
+
+
+def test_a_full_run_without_the_data_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DATASETS", {**data.DATASETS, "cifar10": data.Dataset(
+        "cifar10", "cifar-10-batches-py", data._CIFAR10_FILES, lambda: [failing("offline")], "no offline source")})
+    with pytest.raises(DataError, match="could not fetch cifar10"):
+        data.splits("cifar10", tmp_path)
+
+
+def test_an_image_folder_pair_reads_with_the_trains_classes(tmp_path):
+    from kit.formats import generated, write_image_folder
+
+    train = generated("toy", 30, (3, 8, 8), ["ant", "bee", "cat"])
+    write_image_folder(tmp_path / "train", train)
+    write_image_folder(tmp_path / "val", train.subset([i for i in range(30) if train.labels[i] != 0]))  # no ants
+    a, b = data.splits(str(tmp_path))
+    assert a.classes == b.classes == ("ant", "bee", "cat") and 0 not in b.labels.tolist()
+    write_image_folder(tmp_path / "val", generated("toy", 3, (3, 8, 8), ["dog"]))
+    with pytest.raises(DataError, match="classes that train/ lacks: \\['dog'\\]"):
+        data.splits(str(tmp_path))
+
+
+def test_a_smoke_run_with_the_data_keeps_the_first_images(mnist_root):
+    train, test = data.splits("mnist", mnist_root, quick=True, quick_images=100)
+    assert (len(train), len(test)) == (100, 100)
+    assert train.labels[:5].tolist() == [5, 0, 4, 1, 9]  # MNIST's own first labels

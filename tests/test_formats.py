@@ -5,12 +5,10 @@ import pytest
 import torch
 from PIL import Image
 
-from kit.formats import FormatError, ImageSet, read_cifar10, read_idx, read_image_folder, read_tiny_imagenet
-
-
-def write_idx(path, array: np.ndarray):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
+from kit.data import CIFAR10_CLASSES
+from kit.formats import (FormatError, ImageSet, generated, read_cifar10, read_idx, read_idx_pair, read_image_folder,
+                         read_tiny_imagenet, write_cifar10, write_idx, write_idx_pair, write_image_folder,
+                         write_tiny_imagenet)
 
 
 def test_idx_round_trip(tmp_path):
@@ -32,30 +30,24 @@ def test_idx_wrong_length(tmp_path):
         read_idx(tmp_path / "x")
 
 
-def write_cifar10(folder, per_batch=4):
-    """CIFAR-10's on-disk format: pickled dicts of uint8 rows (3 x 32 x 32) and labels."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": names, "num_cases_per_batch": per_batch}, f, protocol=2)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, per_batch)), b"batch_label": name.encode()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f, protocol=2)
+def write_random_cifar10(folder, per_batch=4):
+    train = generated("cifar10", 5 * per_batch, (3, 32, 32), CIFAR10_CLASSES, seed=0)
+    write_cifar10(folder, train, generated("cifar10", per_batch, (3, 32, 32), CIFAR10_CLASSES, seed=1))
+    return train
 
 
 def test_cifar10_reader(tmp_path):
-    write_cifar10(tmp_path / "cifar-10-batches-py")
+    written = write_random_cifar10(tmp_path / "cifar-10-batches-py")
     train = read_cifar10(tmp_path / "cifar-10-batches-py", "train")
     test = read_cifar10(tmp_path / "cifar-10-batches-py", "test")
     assert (len(train), len(test), train.shape) == (20, 4, (3, 32, 32))
     assert train.classes[0] == "airplane" and train.images.dtype == torch.uint8
+    # the five batches hold every image once, with its own label
+    assert sorted(map(tuple, train.images.flatten(1).tolist())) == sorted(map(tuple, written.images.flatten(1).tolist()))
 
 
 def test_cifar10_reader_rejects_garbage(tmp_path):
-    write_cifar10(tmp_path / "c")
+    write_random_cifar10(tmp_path / "c")
     (tmp_path / "c" / "test_batch").write_bytes(b"garbage")
     with pytest.raises(FormatError, match="test_batch: not a CIFAR-10 batch"):
         read_cifar10(tmp_path / "c", "test")
@@ -88,7 +80,7 @@ def test_image_folder_missing(tmp_path):
         read_image_folder(tmp_path / "nope")
 
 
-def write_tiny_imagenet(root, wnids=("n01443537", "n01629819"), per_class=2):
+def write_small_tiny_imagenet(root, wnids=("n01443537", "n01629819"), per_class=2):
     """TinyImageNet's layout: train/<wnid>/images/*.JPEG; val/images + val_annotations.txt."""
     (root / "wnids.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -103,7 +95,7 @@ def write_tiny_imagenet(root, wnids=("n01443537", "n01629819"), per_class=2):
 
 
 def test_tiny_imagenet_reader(tmp_path):
-    write_tiny_imagenet(tmp_path)
+    write_small_tiny_imagenet(tmp_path)
     train = read_tiny_imagenet(tmp_path, "train")
     val = read_tiny_imagenet(tmp_path, "val")
     assert train.shape == (3, 64, 64) and len(train) == 4 and len(val) == 4
@@ -112,7 +104,7 @@ def test_tiny_imagenet_reader(tmp_path):
 
 
 def test_tiny_imagenet_unknown_class_in_annotations(tmp_path):
-    write_tiny_imagenet(tmp_path)
+    write_small_tiny_imagenet(tmp_path)
     ann = tmp_path / "val" / "val_annotations.txt"
     ann.write_text(ann.read_text() + "val_x.JPEG\tn99999999\t0\t0\t1\t1\n")
     with pytest.raises(FormatError, match="n99999999"):
@@ -126,3 +118,31 @@ def test_imageset_checks_its_tensors():
         ImageSet("x", torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(3, dtype=torch.long), ("a",))
     with pytest.raises(FormatError, match="0..1"):
         ImageSet("x", torch.zeros(1, 1, 4, 4, dtype=torch.uint8), torch.tensor([2]), ("a", "b"))
+
+
+# --- writers: what they write, the readers read back as it was ---
+
+def test_idx_pair_round_trip(tmp_path):
+    data = generated("mnist", 12, (1, 28, 28), [str(i) for i in range(10)])
+    write_idx_pair(tmp_path, "train", data)
+    back = read_idx_pair("mnist", tmp_path / "train-images-idx3-ubyte", tmp_path / "train-labels-idx1-ubyte", data.classes)
+    assert torch.equal(back.images, data.images) and torch.equal(back.labels, data.labels)
+    with pytest.raises(FormatError, match="one-channel"):
+        write_idx_pair(tmp_path, "x", generated("rgb", 2, (3, 4, 4), ["a"]))
+
+
+def test_image_folder_and_tiny_imagenet_round_trip(tmp_path):
+    data = generated("toy", 9, (3, 16, 16), ["n00000001", "n00000002", "n00000003"])
+    write_image_folder(tmp_path / "folder", data)
+    back = read_image_folder(tmp_path / "folder")
+    assert back.classes == data.classes and sorted(back.labels.tolist()) == sorted(data.labels.tolist())
+    write_tiny_imagenet(tmp_path / "tiny", data, data.subset(4))
+    train, val = read_tiny_imagenet(tmp_path / "tiny", "train"), read_tiny_imagenet(tmp_path / "tiny", "val")
+    assert (len(train), len(val), train.classes) == (9, 4, data.classes)
+    assert torch.equal(val.images, data.images[:4]) and torch.equal(val.labels, data.labels[:4])
+
+
+def test_generated_images_show_their_class_in_their_brightness():
+    data = generated("toy", 400, (1, 8, 8), ["dark", "light"])
+    means = [data.images[data.labels == k].float().mean() for k in (0, 1)]
+    assert means[0] + 50 < means[1]

@@ -64,3 +64,60 @@ def test_compact_net_fits_the_extra_credit_budget():
     m = CompactNet()
     assert count_parameters(m) == 7416 < 8000
     assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+# --- the models of the ten steps and of the studies ---
+
+from kit.models import (CapacityNet, GapNet, LighterNet, NormNet, PoolAt5Net, SetupNet, SkeletonNet,  # noqa: E402
+                        Student, Teacher, xavier_init)
+from kit.rf import receptive_field  # noqa: E402
+
+
+@pytest.mark.parametrize("build,parameters,rf", [
+    (SetupNet, 6_379_786, 40),
+    (SkeletonNet, 195_352, 28),
+    (LighterNet, 10_890, 28),
+    (lambda: LighterNet(norm="batch"), 10_980, 28),
+    (GapNet, 6_050, 28),
+    (CapacityNet, 10_402, 32),
+    (PoolAt5Net, 10_402, 32),
+])
+def test_each_step_model_has_its_size_and_sees_the_whole_digit(build, parameters, rf):
+    model = build()
+    assert count_parameters(model) == parameters
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert receptive_field(model, (1, 28, 28)).receptive_field == rf >= 28
+
+
+def test_pool_at_5_pools_where_the_receptive_field_is_5():
+    table = receptive_field(PoolAt5Net(), (1, 28, 28))
+    pool = next(r for r in table.rows if r.kind == "pool")
+    assert pool.r_in == (5, 5)
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "instance"])
+def test_the_norm_study_changes_only_the_norm(norm):
+    model = NormNet(norm)
+    assert count_parameters(model) == count_parameters(NormNet("batch")) < 50_000
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(m.residual for m in model.modules() if isinstance(m, ConvBlock)) == 4
+    assert receptive_field(model, (3, 32, 32)).receptive_field == 68  # the course's table
+
+
+def test_teacher_and_student_follow_the_study_rules():
+    convs = lambda m: [x for x in m.modules() if isinstance(x, nn.Conv2d)]  # noqa: E731
+    pools = lambda m: [x for x in m.modules() if isinstance(x, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d))]  # noqa: E731
+    teacher, student = Teacher(), Student()
+    assert len(convs(teacher)) == 12 and convs(teacher)[0].out_channels == 12 and len(pools(teacher)) == 1
+    assert len(convs(student)) == 3 and len(pools(student)) == 1
+    for m in (teacher, student):
+        assert m.head.fc.out_features == 1024 and m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert Teacher(3, 200)(torch.randn(1, 3, 64, 64)).shape == (1, 200)  # TinyImageNet's shape
+    assert count_parameters(student) < count_parameters(teacher) / 5
+
+
+def test_xavier_init_bounds_the_weights_and_zeroes_the_biases():
+    layer = xavier_init(nn.Sequential(nn.Linear(100, 50)))[0]
+    bound = (6 / 150) ** 0.5
+    assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.8 * bound
+    assert torch.count_nonzero(layer.bias) == 0

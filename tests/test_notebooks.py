@@ -6,16 +6,27 @@ import sys
 from pathlib import Path
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ASSIGNMENTS = NOTEBOOKS / "assignments"
+SOLUTION = ASSIGNMENTS / "mnist_4_steps" / "solution"
+TEMPLATE = ASSIGNMENTS / "mnist_4_steps" / "template"
 
 
 def test_every_notebook_runs_in_quick_mode(mnist_root, tmp_path):
+    """The ten steps, the reference solution and both studies, as `python -m kit run --quick` runs them."""
     done = subprocess.run([sys.executable, "-m", "kit", "run", str(NOTEBOOKS), "--quick", "--device", "cpu",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=1200,
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=1800,
                           env={k: v for k, v in os.environ.items() if k != "KIT_QUICK"})  # --quick, as a user runs it
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "results.json").read_text())
-    assert {r["notebook"] for r in rows} == {p.name for p in NOTEBOOKS.glob("*.ipynb")}
-    assert all(r["status"] == "ok" and r["quick"] and r["parameters"] for r in rows)
+    for folder in (NOTEBOOKS, ASSIGNMENTS, SOLUTION):
+        rows = json.loads((tmp_path / folder.relative_to(NOTEBOOKS) / "results.json").read_text())
+        assert {r["notebook"] for r in rows} == {p.name for p in folder.glob("*.ipynb")}
+        assert all(r["status"] == "ok" and r["quick"] and r["parameters"] for r in rows)
+    assert not (tmp_path / "assignments" / "mnist_4_steps" / "template").exists()  # stubs are not run
+    step4 = json.loads((tmp_path / "assignments" / "mnist_4_steps" / "solution" / "step4.metrics.json").read_text())
+    assert [r["name"] for r in step4["runs"]] == ["seed 1", "seed 2", "seed 3"]
+    norms = json.loads((tmp_path / "assignments" / "normalisation.metrics.json").read_text())["runs"]
+    assert [r["name"] for r in norms] == ["batch norm", "group norm", "layer norm", "instance norm"]
+    assert len({r["parameters"] for r in norms}) == 1  # the same model and budget for every norm
 
 
 def test_source_notebooks_carry_no_outputs():
@@ -24,3 +35,62 @@ def test_source_notebooks_carry_no_outputs():
         for cell in nb["cells"]:
             if cell["cell_type"] == "code":
                 assert not cell["outputs"] and cell["execution_count"] is None, f"{path.name} has outputs"
+
+
+def kit_run(*args, out):
+    done = subprocess.run([sys.executable, "-m", "kit", "run", *map(str, args), "--quick", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, timeout=1200,
+                          env={k: v for k, v in os.environ.items() if k != "KIT_QUICK"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def test_the_distillation_study_runs_on_a_generated_image_folder(tmp_path):
+    from kit.formats import generated, write_image_folder
+
+    classes = ["n01443537", "n01629819", "n01641577"]
+    write_image_folder(tmp_path / "tiny" / "train", generated("tiny", 60, (3, 64, 64), classes, seed=0))
+    write_image_folder(tmp_path / "tiny" / "val", generated("tiny", 30, (3, 64, 64), classes, seed=1))
+    rows = kit_run(ASSIGNMENTS / "distillation.ipynb", "-p", "dataset", tmp_path / "tiny", out=tmp_path / "out")
+    assert rows[0]["status"] == "ok"
+    metrics = json.loads((tmp_path / "out" / "distillation.metrics.json").read_text())
+    assert [r["name"] for r in metrics["runs"]] == ["teacher", "teacher + EMA", "student", "student + EMA",
+                                                    "student + KD"]
+    assert metrics["dataset"] == "tiny" and metrics["parameters"] == metrics["runs"][-1]["parameters"]
+
+
+def test_the_templates_fail_the_checker_until_they_are_filled(tmp_path):
+    import shutil
+
+    import nbformat
+
+    from kit.check import check
+
+    found = check([TEMPLATE])
+    for step in ("step1", "step2", "step3", "step4"):
+        rules = {v.rule for v in found if v.path.stem == step}
+        assert {"structure/sections", "budget/parameters"} <= rules, (step, rules)
+    # Filled in: a copy of the template that takes the solution's text, model and budget, with its run's metrics.
+    submission = tmp_path / "my_submission"
+    shutil.copytree(TEMPLATE, submission)
+    reports = NOTEBOOKS.parent / "reports" / "assignments" / "mnist_4_steps" / "solution"
+    for step in ("step1", "step2", "step3", "step4"):
+        solved, filled = nbformat.read(SOLUTION / f"{step}.ipynb", 4), nbformat.read(submission / f"{step}.ipynb", 4)
+        answer = {key(c): c.source for c in solved.cells if key(c)}
+        for cell in filled.cells:
+            if key(cell) in answer:
+                cell.source = answer[key(cell)]
+        nbformat.write(filled, submission / f"{step}.ipynb")
+        shutil.copy(reports / f"{step}.metrics.json", submission / f"{step}.metrics.json")
+    assert check([submission]) == []
+
+
+def key(cell):
+    """Which part of a step a cell is: its title, its budget or its model."""
+    if cell.cell_type == "markdown" and cell.source.startswith(("# Step", "## Target", "## Result", "## Analysis")):
+        return cell.source.split("\n")[0].split(" ·")[0]
+    if "model" in cell.metadata.get("tags", []):
+        return "model"
+    if "budget = kit.Budget(" in cell.source:
+        return "budget"
+    return None

@@ -33,3 +33,29 @@ def test_summary_counts_what_count_parameters_counts():
     s = summary(model, (1, 28, 28))
     assert s.trainable_params == count_parameters(model) == 7416
     assert "ConvBlock" in str(s)
+
+
+def test_curves_show_the_learning_rate_only_when_it_changes():
+    h = History([EpochRecord(i, 1 / i, 90 + i, 1 / i, 95 + i, 0.1 / 10 ** (i // 2), 1.0) for i in (1, 2, 3)])
+    fig = plots.curves(h)
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "learning rate"
+
+
+def test_batch_shows_what_the_model_sees(toy):
+    from kit.loaders import DeviceLoader
+    from kit.transforms import Augment
+
+    loader = DeviceLoader(toy, 16, train=True, mean=(0.5,), std=(0.25,), augment=Augment(rotation=10))
+    fig = plots.batch(loader, n=8, columns=4)
+    images = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(images) == 8 and min(float(i.min()) for i in images) >= 0  # un-normalised back to pixels
+    assert fig.axes[0].get_title() in toy.classes
+
+
+def test_compare_draws_one_line_per_run_for_train_and_test():
+    runs = {name: History([EpochRecord(i, 1.0, 80 + i + k, 1.0, 78 + i + k, 0.1, 1.0) for i in (1, 2)])
+            for k, name in enumerate(("batch", "group", "layer"))}
+    fig = plots.compare(runs, "norms")
+    assert [ax.get_title() for ax in fig.axes] == ["train accuracy", "test accuracy"]
+    assert [len(ax.lines) for ax in fig.axes] == [3, 3]
+    assert fig.axes[1].get_legend().get_texts()[2].get_text() == "layer"

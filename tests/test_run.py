@@ -18,7 +18,7 @@ GOOD = """import json, pathlib
 history = [{"epoch": e, "test_acc": 97.0 + e, "train_acc": 96.0 + e} for e in (1, 2, 3)]
 record = {"parameters": 7416, "epochs": 3, "best_train_acc": 99.0, "best_train_epoch": 3,
           "best_test_acc": 100.0 if lr > 1 else 99.25, "best_test_epoch": 3, "last_test_acc": [98.0, 99.0, 99.25],
-          "device": "cpu", "quick": quick, "lr": lr, "history": history}
+          "device": "cpu", "data": "toy", "quick": quick, "lr": lr, "history": history}
 if metrics_path:
     pathlib.Path(metrics_path).write_text(json.dumps(record))
 print('fine')"""
@@ -55,7 +55,7 @@ def test_run_reports_failures_keeps_going_and_writes_the_table(folder, tmp_path)
     assert rows["a_good.ipynb"]["last_test_acc"] == [98.0, 99.0, 99.25]
     assert rows["b_bad.ipynb"]["status"] == "failed" and "ValueError" in rows["b_bad.ipynb"]["error"]
     table = (out / "README.md").read_text()
-    assert "| [a_good.ipynb](a_good.ipynb) *quick* | 7,416 | 99.00% | 99.25% (3) | 98.00, 99.00, 99.25 | 3 | cpu |" in table
+    assert "| [a_good.ipynb](a_good.ipynb) *quick: toy* | 7,416 | 99.00% | 99.25% (3) | 98.00, 99.00, 99.25 | 3 | cpu |" in table
     assert "![test accuracy per epoch" in table and "b_bad.ipynb" in table
 
 
@@ -104,3 +104,37 @@ def test_a_dying_kernel_is_reported(tmp_path):
 def test_run_names_a_missing_notebook(tmp_path):
     done = kit_run(str(tmp_path / "nope.ipynb"))
     assert done.returncode == 1 and "nope.ipynb: not a notebook" in done.stderr
+
+
+def test_sub_folders_report_into_the_same_sub_folders_and_templates_are_left_out(tmp_path):
+    nbs = tmp_path / "nbs"
+    for sub in ("", "assignments/solution", "assignments/template"):
+        (nbs / sub).mkdir(parents=True, exist_ok=True)
+        notebook(nbs / sub / "step.ipynb" if sub else nbs / "intro.ipynb", GOOD)
+    out = tmp_path / "reports"
+    done = kit_run(str(nbs), "--quick", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert (out / "intro.ipynb").exists() and (out / "assignments" / "solution" / "step.ipynb").exists()
+    assert not (out / "assignments" / "template").exists()
+    for folder in (out, out / "assignments" / "solution"):  # one results table per folder
+        assert len(json.loads((folder / "results.json").read_text())) == 1
+
+
+def test_text_only_refreshes_the_markdown_of_a_report(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "reports"
+    nbs.mkdir()
+    notebook(nbs / "a.ipynb", GOOD)
+    nb = nbformat.read(nbs / "a.ipynb", 4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Analysis\nTo be written."))
+    nbformat.write(nb, nbs / "a.ipynb")
+    assert kit_run(str(nbs), "--quick", "--out", str(out)).returncode == 0
+    nb.cells[-1].source = "## Analysis\nWritten from the run's curves."
+    nbformat.write(nb, nbs / "a.ipynb")
+    done = kit_run(str(nbs), "--text-only", "--out", str(out))
+    assert done.returncode == 0 and "refreshed the text of" in done.stdout
+    report = nbformat.read(out / "a.ipynb", 4)
+    assert report.cells[-1].source.endswith("from the run's curves.") and report.cells[2].outputs  # outputs kept
+    nb.cells.append(nbformat.v4.new_code_cell("print('new')"))
+    nbformat.write(nb, nbs / "a.ipynb")
+    refused = kit_run(str(nbs), "--text-only", "--out", str(out))
+    assert refused.returncode == 1 and "run it again" in refused.stderr

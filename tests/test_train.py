@@ -194,3 +194,44 @@ def test_scheduler_args_are_not_modified():
     args = {"max_lr": 0.2}
     trainer(scheduler="onecycle", scheduler_args=args)
     assert args == {"max_lr": 0.2}
+
+
+# --- knowledge distillation ---
+
+def test_distillation_with_alpha_0_is_plain_cross_entropy():
+    from kit.train import Distillation
+
+    teacher = tiny_model()
+    x, y = torch.randn(8, 1, 12, 12), torch.randint(0, 4, (8,))
+    logits = torch.randn(8, 4)
+    plain = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.allclose(Distillation(teacher, alpha=0.0).loss(logits, x, y), plain)
+    # with alpha 1 only the teacher counts: a student that copies the teacher has zero loss
+    with torch.no_grad():
+        same = teacher(x)
+    assert Distillation(teacher, temperature=3.0, alpha=1.0).loss(same, x, y).abs() < 1e-6
+
+
+def test_a_student_learns_from_a_frozen_teacher():
+    from kit.train import Distillation
+
+    set_seed(0)
+    train, test = loaders()
+    teacher = tiny_model()
+    Trainer(teacher, train, test, epochs=4, lr=0.05, device="cpu", verbose=False).fit()
+    before = [p.detach().clone() for p in teacher.parameters()]
+    student = Trainer(tiny_model(), train, test, epochs=4, lr=0.05, device="cpu", verbose=False,
+                      distillation=Distillation(teacher, temperature=4.0, alpha=0.5))
+    h = student.fit()
+    assert h[-1].train_loss < h[0].train_loss and h[-1].test_acc > 50
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))  # the teacher never moves
+    assert not teacher.training
+
+
+def test_distillation_rejects_nonsense():
+    from kit.train import Distillation
+
+    with pytest.raises(ValueError, match="temperature > 0 and alpha in"):
+        Distillation(tiny_model(), temperature=0)
+    with pytest.raises(ValueError, match="alpha in"):
+        Distillation(tiny_model(), alpha=1.5)

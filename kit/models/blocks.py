@@ -1,7 +1,7 @@
-"""The course's building blocks, and small models built from them.
+"""The course's building blocks, and CompactNet, a small model built from them.
 
 A ConvBlock is the unit the course draws on every slide: convolution, then
-normalisation, then the activation, then dropout. Seed 004's residual variant
+normalisation, then the activation, then dropout. The normalisation study's residual variant
 adds the block's input after normalisation, before the activation.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ class ConvBlock(nn.Module):
         self.norm = norm_layer(norm, out_channels, groups)
         self.residual = residual
         self.activation = activation()
-        self.dropout = nn.Dropout2d(dropout) if dropout else nn.Identity()
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()  # element-wise, as in the course
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm(self.conv(x))
