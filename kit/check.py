@@ -13,7 +13,9 @@ budget/declared       exactly one `budget = kit.Budget(...)` with literal argume
 budget/parameters     recorded (and, where a `model`-tagged cell builds it, counted) parameters within budget
 budget/epochs         epochs used within budget
 budget/consistency    each of the last K epochs at or above the target test accuracy
-                      (for every run held to the budget, where a notebook trains several)
+                      (for every run held to the budget, where a notebook trains several);
+                      a missed budget passes only where the Result says it is missed
+claims/budget         a Result that calls a missed budget met, or a met one missed
 claims/unverified     a Result with no recorded metrics to confirm it
 claims/missing        a Result that leaves out parameters, best train or best test accuracy
 claims/parameters, claims/best-train, claims/best-train-epoch, claims/best-test, claims/best-test-epoch
@@ -24,7 +26,8 @@ report/stale-code     a source notebook's report in reports/ ran exactly this no
 report/stale-text     ... and shows its Markdown (refresh with `python -m kit run NOTEBOOK --text-only`)
 assignment/steps      a folder with assignment.json holds exactly its number of step notebooks
 assignment/rf-table   every step shows a receptive-field table
-assignment/budget     the last step declares a budget at least as strict as assignment.json's "budget"
+assignment/budget     the last step declares a budget at least as strict as assignment.json's "budget",
+                      and its run (each run held to it) meets that budget
 
 A folder named `template` is skipped when a parent folder is checked (a template
 fails until it is filled); name it to check it.
@@ -279,7 +282,13 @@ def check_report(path: Path, nb, report: Path) -> list[Violation]:
     return []
 
 
-def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
+def check_budget(path: Path, nb, metrics: dict | None, result: str = "") -> list[Violation]:
+    """The declared budget, the model's size, and each run held to the budget against it.
+
+    A run that misses its budget is a violation unless the Result says so (a step
+    of a progression may miss its target, honestly); a Result that calls a missed
+    budget met, or a met one missed, is a violation either way.
+    """
     budgets, problems = declared_budget(nb)
     out = [Violation(path, "budget/declared", p) for p in problems]
     if len(budgets) != 1:
@@ -299,15 +308,48 @@ def check_budget(path: Path, nb, metrics: dict | None) -> list[Violation]:
     if metrics is None:
         return out
     prefix = {"parameters": "recorded ", "epochs": "used ", "consistency": ""}
-    runs = [("", metrics)] if "runs" not in metrics else [(f"{r['name']}: ", r) for r in metrics["runs"] if r.get("budget")]
-    for label, run in runs:
+    for label, run, said in _held_runs(metrics, result):
         misses = budget.misses(
             parameters=run["parameters"], epochs=run["epochs"],
-            # a smoke run is not held to the accuracy target
+            # a smoke run is not held to the accuracy target, and its Result speaks of another run
             test_accs=None if metrics.get("quick") else [e["test_acc"] for e in run["history"]],
         )
-        out += [Violation(path, f"budget/{part}", label + prefix[part] + message) for part, message in misses.items()]
+        if metrics.get("quick"):
+            said = None
+        if misses and said != "missed":
+            hint = "" if said == "met" else "; meet it, or say in the Result that the budget is missed"
+            out += [Violation(path, f"budget/{part}", label + prefix[part] + message + hint)
+                    for part, message in misses.items()]
+        if said == "met" and misses:
+            out.append(Violation(path, "claims/budget", f"{label}the Result says the budget is met; the run misses it"))
+        if said == "missed" and not misses:
+            out.append(Violation(path, "claims/budget", f"{label}the Result says the budget is missed; the run meets it"))
     return out
+
+
+BUDGET_MISSED = re.compile(r"\bbudget\b[^\n]*?\bmiss(?:ed|es)?\b|\bmiss(?:ed|es)\b[^\n]*?\bbudget\b", re.I)
+BUDGET_MET = re.compile(r"\bbudget\b[^\n]*?\bmet\b|\bmeets?\b[^\n]*?\bbudget\b", re.I)
+
+
+def _said(text: str) -> str | None:
+    """What a Result says of the budget: "missed", "met", or nothing."""
+    if BUDGET_MISSED.search(text):
+        return "missed"
+    if BUDGET_MET.search(text):
+        return "met"
+    return None
+
+
+def _held_runs(metrics: dict, result: str) -> list[tuple[str, dict, str | None]]:
+    """(label, run, what the Result says of its budget) for every run held to the budget."""
+    if "runs" not in metrics:
+        return [("", metrics, _said(result))]
+    held = []
+    for r in metrics["runs"]:
+        if r.get("budget"):
+            line = next((line for line in result.splitlines() if _labels(line, r["name"])), "")
+            held.append((f"{r['name']}: ", r, _said(line)))
+    return held
 
 
 def check_sanity(path: Path, metrics: dict) -> list[Violation]:
@@ -342,8 +384,8 @@ def check_notebook(path: Path, repo_root: Path | None = None) -> list[Violation]
     out = check_structure(path, nb, repo_path)
     if not is_executed(nb) and (report := report_path(path)):
         out += check_report(path, nb, report)
-    out += check_budget(path, nb, metrics)
     result = next((c for c in nb.cells if (_heading(c) or "").lower() == "result"), None)
+    out += check_budget(path, nb, metrics, _body(result) if result is not None else "")
     # A smoke run's metrics cannot confirm a Result, which speaks of the reference run.
     if result is not None and _body(result) and not PLACEHOLDER.search(_body(result)) \
             and not (metrics or {}).get("quick"):
@@ -385,10 +427,18 @@ def _assignment_budget(last: Path, rules: dict) -> list[Violation]:
         ("target_test_acc", b.target_test_acc, wanted.target_test_acc, b.target_test_acc >= wanted.target_test_acc),
         ("consistent_epochs", b.consistent_epochs, wanted.consistent_epochs, b.consistent_epochs >= wanted.consistent_epochs),
     ) if not ok]
-    if looser:
-        return [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
-                                                     + "; ".join(looser))]
-    return []
+    out = [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
+                                                + "; ".join(looser))] if looser else []
+    mp = metrics_path(last)
+    metrics = json.loads(mp.read_text()) if mp else None
+    if metrics is None or metrics.get("quick"):
+        return out
+    for label, run, _ in _held_runs(metrics, ""):  # saying so does not excuse the assignment's own budget
+        for message in wanted.misses(parameters=run["parameters"], epochs=run["epochs"],
+                                     test_accs=[e["test_acc"] for e in run["history"]]).values():
+            out.append(Violation(last, "assignment/budget", f"{label}the last step misses the assignment's budget: "
+                                                            f"{message}"))
+    return out
 
 
 def _repo_root(path: Path) -> Path | None:

@@ -229,8 +229,10 @@ def _finish(job: _Job, timed_out: bool, timeout: int) -> Outcome:
     if timed_out:
         os.killpg(job.process.pid, signal.SIGKILL)
         job.process.wait()
+    if timed_out or not job.result.exists():  # a killed or dead worker leaves its half-written files
         for leftover in job.result.parent.glob(f".{job.notebook.stem}.*running*"):
             leftover.unlink()
+    if timed_out:
         outcome = Outcome(job.notebook.name, "failed", seconds,
                           error=f"timed out after {timeout}s (the kernel hung or the run is too long); stopped")
     elif job.result.exists():

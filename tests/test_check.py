@@ -139,6 +139,17 @@ def test_epochs_within_budget(tmp_path):
     assert any(v.rule == "budget/epochs" and "used 15 epochs" in v.message for v in check([p]))
 
 
+def test_a_missed_budget_passes_only_where_the_result_says_so(tmp_path):
+    m = metrics()
+    m["history"][-1]["test_acc"] = 98.9
+    said = RESULT + "\n- Last 3 test accuracies: 99.20, 99.39, 98.90: the budget (99.0% in each) is missed."
+    assert check([build(tmp_path, result=said, metrics_=m)]) == []
+    wrong = build(tmp_path, "w.ipynb", result=RESULT + "\n- The budget is met.", metrics_=m)
+    assert rules(wrong) == ["budget/consistency", "claims/budget"]
+    modest = build(tmp_path, "m.ipynb", result=RESULT + "\n- The budget is missed.")  # metrics() meets it
+    assert [v.message for v in check([modest])] == ["the Result says the budget is missed; the run meets it"]
+
+
 def test_consistently_means_every_one_of_the_last_k(tmp_path):
     m = metrics()
     m["history"][-2]["test_acc"] = 98.9  # one dip below 99.0 among the last three
@@ -316,7 +327,15 @@ def test_the_last_step_must_hold_itself_to_the_assignments_budget(tmp_path):
                                    "consistent_epochs": 3}}
     (folder / "assignment.json").write_text(json.dumps(spec))
     found = [v for v in check([folder]) if v.rule == "assignment/budget"]  # BUDGET asks only 99.0%
-    assert len(found) == 1 and found[0].path == p and "target_test_acc 99.0 (the assignment's: 99.4)" in found[0].message
+    assert {v.path for v in found} == {p}
+    assert [v.message.split(":")[0] for v in found] == ["the last step's budget is looser than the assignment's",
+                                                         "the last step misses the assignment's budget"]
+    assert "target_test_acc 99.0 (the assignment's: 99.4)" in found[0].message
     spec["budget"]["target_test_acc"] = 99.0
     (folder / "assignment.json").write_text(json.dumps(spec))
     assert check([folder]) == []
+    m = metrics()
+    m["history"][-1]["test_acc"] = 98.9  # the last step misses, and says so: honest, but not a solution
+    build(folder, "step2.ipynb", result=RESULT + "\n- The budget is missed.", metrics_=m)
+    found = check([folder])
+    assert [v.rule for v in found] == ["assignment/budget"] and "misses the assignment's budget" in found[0].message
