@@ -53,7 +53,7 @@ def _cell(v, fmt="{}") -> str:
     return "—" if v is None else fmt.format(v)
 
 
-def markdown(rows: list[dict], figure: str | None) -> str:
+def markdown(rows: list[dict], figure: str | None, others: list[str] = ()) -> str:
     lines = ["# Results", "",
              "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.", ""]
     if any(r["quick"] for r in rows):
@@ -72,6 +72,9 @@ def markdown(rows: list[dict], figure: str | None) -> str:
         ]) + " |")
     if figure:
         lines += ["", f"![test accuracy per epoch, and parameters against best test accuracy]({figure})"]
+    if others:
+        lines += ["", "More results, in folders below this one: "
+                  + ", ".join(f"[{folder}/]({folder}/README.md)" for folder in others) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -103,13 +106,16 @@ def figure(rows: list[dict], path: Path):
 
 
 def write_report(out: Path) -> list[dict]:
-    """Rebuild README.md, results.json and steps.png in `out` from the records there."""
+    """Rebuild README.md, results.json and steps.png in `out` from the records there; the README links the
+    tables of the folders below."""
     rows = collect(out)
     fig_name = None
     if any(r["history"] for r in rows):
         fig_name = "steps.png"
         figure(rows, out / fig_name)
-    for name, text in (("README.md", markdown(rows, fig_name)),
+    others = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/**/results.json")
+                    if not any(part.startswith(".") for part in p.relative_to(out).parts))
+    for name, text in (("README.md", markdown(rows, fig_name, others)),
                        ("results.json", json.dumps([{k: v for k, v in r.items() if k != "history"} for r in rows],
                                                    indent=1))):
         write_text(out / name, text)

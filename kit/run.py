@@ -304,8 +304,8 @@ def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False,
                 write_text(folder / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
                 if fail_fast:
                     stop, queue = True, []
-    for folder in sorted({folder for _, folder in notebooks}):
-        write_report(folder)  # one results table per report folder
+    for folder in sorted({folder for _, folder in notebooks}, key=lambda f: -len(f.parts)):
+        write_report(folder)  # one results table per report folder, the deepest first: each links those below
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         print(f"{len(failed)} of {len(notebooks)} notebook(s) failed: {', '.join(o.notebook for o in failed)}",

@@ -118,6 +118,7 @@ def test_sub_folders_report_into_the_same_sub_folders_and_templates_are_left_out
     assert not (out / "assignments" / "template").exists()
     for folder in (out, out / "assignments" / "solution"):  # one results table per folder
         assert len(json.loads((folder / "results.json").read_text())) == 1
+    assert "[assignments/solution/](assignments/solution/README.md)" in (out / "README.md").read_text()
 
 
 def test_text_only_refreshes_the_markdown_of_a_report(tmp_path):
