@@ -11,7 +11,7 @@ from pathlib import Path
 from kit.files import write_text
 
 COLUMNS = ("notebook", "parameters", "best train acc", "best test acc (epoch)", "last 3 test acc", "epochs",
-           "device", "wall time", "status")
+           "device", "time", "status")
 
 
 def _read(path: Path) -> dict | None:
@@ -30,22 +30,15 @@ def collect(out: Path) -> list[dict]:
             status = "failed" + (" (the last good report is kept)" if run else "")
         else:
             status = "ok"
-        rows.append({
-            "notebook": f"{stem}.ipynb",
-            "data": metrics.get("data"),
-            "parameters": metrics.get("parameters"),
-            "best_train_acc": metrics.get("best_train_acc"),
-            "best_test_acc": metrics.get("best_test_acc"),
-            "best_test_epoch": metrics.get("best_test_epoch"),
-            "last_test_acc": metrics.get("last_test_acc"),
-            "epochs": metrics.get("epochs"),
-            "device": metrics.get("device") or (run or {}).get("device"),
-            "seconds": (run or {}).get("seconds"),
-            "quick": metrics.get("quick"),
-            "status": status,
-            "error": (failed or {}).get("error", "").splitlines()[0] if failed else "",
-            "history": metrics.get("history", []),
-        })
+        common = {"notebook": f"{stem}.ipynb", "data": metrics.get("data"), "quick": metrics.get("quick"),
+                  "device": metrics.get("device") or (run or {}).get("device"), "status": status,
+                  "error": (failed or {}).get("error", "").splitlines()[0] if failed else ""}
+        # A notebook that trains several runs (seeds, norms, teacher and student) gets a row for each, with the
+        # run's own training time; otherwise one row with the notebook's wall time.
+        for one in metrics.get("runs") or [dict(metrics, name=None, seconds=(run or {}).get("seconds"))]:
+            rows.append({**common, "run": one.get("name"), **{key: one.get(key) for key in (
+                "parameters", "best_train_acc", "best_test_acc", "best_test_epoch", "last_test_acc", "epochs",
+                "seconds")}, "history": one.get("history", [])})
     return rows
 
 
@@ -55,7 +48,9 @@ def _cell(v, fmt="{}") -> str:
 
 def markdown(rows: list[dict], figure: str | None, others: list[str] = ()) -> str:
     lines = ["# Results", "",
-             "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.", ""]
+             "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.",
+             "A notebook that trains several runs has a row for each, timed by its training; the others are "
+             "timed from start to end.", ""]
     if any(r["quick"] for r in rows):
         lines += ["**Some rows come from quick (smoke) runs, marked *quick* with the data they ran on: they are not "
                   "results.**", ""]
@@ -64,7 +59,8 @@ def markdown(rows: list[dict], figure: str | None, others: list[str] = ()) -> st
         best = None if r["best_test_acc"] is None else f"{r['best_test_acc']:.2f}% ({r['best_test_epoch']})"
         last = None if not r["last_test_acc"] else ", ".join(f"{a:.2f}" for a in r["last_test_acc"])
         quick = f" *quick: {r['data']}*" if r["quick"] and r["data"] else " *quick*" if r["quick"] else ""
-        name = f"[{r['notebook']}]({r['notebook']}){quick}"  # a smoke run says what data it ran on
+        run = f" · {r['run']}" if r["run"] else ""
+        name = f"[{r['notebook']}]({r['notebook']}){run}{quick}"  # a smoke run says what data it ran on
         lines.append("| " + " | ".join([
             name, _cell(r["parameters"], "{:,}"), _cell(r["best_train_acc"], "{:.2f}%"), _cell(best), _cell(last),
             _cell(r["epochs"]), _cell(r["device"]), _cell(r["seconds"], "{:.0f} s"),
@@ -78,6 +74,12 @@ def markdown(rows: list[dict], figure: str | None, others: list[str] = ()) -> st
     return "\n".join(lines) + "\n"
 
 
+def _label(row: dict, short: bool = False) -> str:
+    name = row["notebook"].removesuffix(".ipynb")
+    name = name.split("_")[0] if short else name  # "01" for 01_setup on the crowded scatter
+    return f"{name} · {row['run']}" if row["run"] else name
+
+
 def figure(rows: list[dict], path: Path):
     """Test accuracy per epoch for every notebook, and parameters against best test accuracy."""
     import matplotlib.pyplot as plt
@@ -88,10 +90,10 @@ def figure(rows: list[dict], path: Path):
     for r in rows:
         if r["history"]:
             curves.plot([e["epoch"] for e in r["history"]], [e["test_acc"] for e in r["history"]], "o-",
-                        ms=3, label=r["notebook"].removesuffix(".ipynb"))
+                        ms=3, label=_label(r))
         if r["parameters"] is not None and r["best_test_acc"] is not None:
             budget.scatter(r["parameters"], r["best_test_acc"])
-            budget.annotate(r["notebook"][:2], (r["parameters"], r["best_test_acc"]), textcoords="offset points",
+            budget.annotate(_label(r, short=True), (r["parameters"], r["best_test_acc"]), textcoords="offset points",
                             xytext=(4, 4), fontsize=8)
     curves.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
     curves.grid(alpha=0.3)

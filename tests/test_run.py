@@ -139,3 +139,20 @@ def test_text_only_refreshes_the_markdown_of_a_report(tmp_path):
     nbformat.write(nb, nbs / "a.ipynb")
     refused = kit_run(str(nbs), "--text-only", "--out", str(out))
     assert refused.returncode == 1 and "run it again" in refused.stderr
+
+
+def test_the_table_has_a_row_for_each_run_of_a_multi_run_notebook(tmp_path):
+    from kit.report import write_report
+
+    def run(name, seed, best):
+        return {"name": name, "seed": seed, "parameters": 7552, "epochs": 2, "best_train_acc": 99.0,
+                "best_test_acc": best, "best_test_epoch": 2, "last_test_acc": [99.0, best], "seconds": 10.0 + seed,
+                "history": [{"epoch": 1, "test_acc": 99.0}, {"epoch": 2, "test_acc": best}]}
+
+    runs = [run("seed 1", 1, 99.45), run("seed 2", 2, 99.5)]
+    (tmp_path / "step4.metrics.json").write_text(json.dumps({**runs[0], "runs": runs, "device": "cpu"}))
+    (tmp_path / "step4.run.json").write_text(json.dumps({"status": "ok", "seconds": 99.0, "device": "cpu"}))
+    rows = write_report(tmp_path)
+    assert [(r["run"], r["best_test_acc"], r["seconds"]) for r in rows] == [("seed 1", 99.45, 11.0), ("seed 2", 99.5, 12.0)]
+    table = (tmp_path / "README.md").read_text()
+    assert "| [step4.ipynb](step4.ipynb) · seed 2 | 7,552 | 99.00% | 99.50% (2) | 99.00, 99.50 | 2 | cpu | 12 s | ok |" in table
