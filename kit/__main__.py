@@ -82,8 +82,10 @@ def _bench(args) -> int:
 
     from kit.bench import RESULTS, bench
 
-    bench(args.device, args.epochs, args.batch_size, args.rotation, args.seed, args.limit,
-          results=None if args.no_save else Path(args.out or RESULTS))
+    epochs, limit = (1, 2_000) if args.quick else (args.epochs, args.limit)
+    paths = [p.strip() for p in args.paths.split(",")] if args.paths else None
+    bench(args.device, epochs, paths, args.seed, limit,
+          results=None if (args.no_save or args.quick) else Path(args.out or RESULTS))
     return 0
 
 
@@ -112,13 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--input", required=True, help="input shape C,H,W, e.g. 1,28,28")
     f.set_defaults(run=_rf)
 
-    b = commands.add_parser("bench", help="time the classic and device-resident data paths side by side")
+    b = commands.add_parser("bench", help="time the training paths (classic, device, CUDA graph, compiled) side by side")
     b.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    b.add_argument("--epochs", type=int, default=1, help="epochs per path (default: 1)")
-    b.add_argument("--batch-size", type=int, default=128)
-    b.add_argument("--rotation", type=float, default=7.0, help="augmentation: ± degrees (default: 7)")
+    b.add_argument("--epochs", type=int, default=15, help="epochs per path (default: 15, the solution's full run)")
+    b.add_argument("--paths", help="comma-separated paths to time (default: all that the device has), from: "
+                                   "classic, device, device NCHW, device + CUDA graph, device + compile")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", type=int, help="use only the first LIMIT training images")
+    b.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images, nothing recorded: does it run?")
     b.add_argument("--out", help="where to record the figures (default: benchmarks/RESULTS.md)")
     b.add_argument("--no-save", action="store_true", help="print only")
     b.set_defaults(run=_bench)
@@ -136,10 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(default: reports/ beside notebooks/, in the notebook's own sub-folders)")
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="inject a parameter into every notebook")
-    r.add_argument("--timeout", type=int, default=3600, help="seconds one notebook may run (default: 3600)")
+    r.add_argument("--timeout", type=int,
+                   help="seconds one notebook may run (default: none for a full run that has no earlier run on this "
+                        "kind of device, else 3x that run's time plus 10 minutes; 900 for a smoke run)")
     r.add_argument("--start-timeout", type=int, default=120, help="seconds a kernel may take to start (default: 120)")
-    r.add_argument("-j", "--jobs", type=int, default=1, help="notebooks run at once (default: 1)")
-    r.add_argument("--threads", type=int, help="CPU threads for each notebook (default: the cores shared among --jobs)")
+    r.add_argument("-j", "--jobs", type=int,
+                   help="notebooks run at once (default: one per CPU core on a CPU, 4 on a GPU)")
+    r.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for each notebook (default: 1, so that a rerun gives the same numbers)")
     r.add_argument("--changed-only", action="store_true",
                    help="skip notebooks whose notebook, parameters and kit source are unchanged since their last good run")
     r.add_argument("--text-only", action="store_true",
@@ -153,11 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kit.data import DataError
 
+    from kit.files import BatchLockedError
+
     try:
         return args.run(args)
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (DataError, ValueError, FileNotFoundError, BatchLockedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,38 +1,89 @@
-"""Time the two data paths side by side: `python -m kit bench`.
+"""Time the training paths side by side: `python -m kit bench`.
 
-Both paths train the same model (kit.CompactNet) with the same augmentation
-(a random rotation of ±7°), the same batch size, seed and epochs, in one
-process, on one device. The printed ratio is measured, never assumed; the last
-figures are also written to benchmarks/RESULTS.md with the device they came from.
+The full-length case: the reference solution's step-4 model (read from its notebook's
+`model` cell) with step 4's recipe (batch 128, random affine augmentation, one-cycle
+schedule) for its 15 epochs, on each path in turn, in one process, on one device:
+
+- classic: torchvision's DataLoader, PIL images transformed one at a time in 2 worker
+  processes (what a student's notebook does), eager training step;
+- device: the whole data set on the device, augmented a batch at a time there, eager step;
+- device NCHW: the default step (a CUDA graph on CUDA) with channels_last off: does the
+  default memory format pay?
+- device + CUDA graph: the step captured once and replayed (CUDA only; the default there);
+- device + compile (torch.compile): the model compiled (on CUDA in its CUDA-graph mode), its
+  one-time cost counted in the first epoch and in the total.
+
+Every path starts from the same initial weights. The ratios printed are measured, never
+assumed, with each path's test accuracy beside its time. The figures are also written to
+benchmarks/RESULTS.md, in a section of their own per device (a CPU, each GPU model).
 """
 from __future__ import annotations
 
+import ast
 import os
-import platform
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from kit.data import load, stats
 from kit.files import write_text
 from kit.loaders import make_loaders
-from kit.models import CompactNet
+from kit.record import device_name
 from kit.train import Trainer, pick_device, set_seed
 from kit.transforms import Augment
+from kit.callbacks import OneCycle
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "RESULTS.md"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SOLUTION = ROOT / "notebooks" / "assignments" / "mnist_4_steps" / "solution" / "step4.ipynb"
+# Step 4's recipe; tests/test_bench.py checks that the solution notebook still uses it.
+AUGMENT = Augment(rotation=7, translate=0.1, scale=(0.9, 1.1))
+BATCH = 128
+PATHS = {
+    "classic": dict(path="classic", graph=False),
+    "device": dict(path="device", graph=False),
+    "device NCHW": dict(path="device", graph=None, channels_last=False),  # the default step, NCHW
+    "device + CUDA graph": dict(path="device", graph=True),
+    "device + compile": dict(path="device", graph=False, compile=True),
+}
 
 
 @dataclass(frozen=True)
 class Timing:
     path: str
-    train_seconds: float  # per epoch
-    test_seconds: float  # per epoch
-    images_per_second: float  # training images
-    test_acc: float
+    setup_seconds: float  # loaders and trainer built (compilation happens in the first epoch)
+    first_epoch: float  # training seconds of epoch 1 (one-time costs included)
+    train_seconds: float  # training seconds of all epochs
+    test_seconds: float  # testing seconds of all epochs
+    images_per_second: float  # training images over train_seconds
+    test_accs: tuple[float, ...]  # per epoch
+
+    @property
+    def total(self) -> float:
+        return self.setup_seconds + self.train_seconds + self.test_seconds
+
+
+def solution_model() -> tuple[type[nn.Module], float]:
+    """The step-4 model class and learning rate, from the solution notebook's `model` and `parameters` cells."""
+    import nbformat
+
+    import kit
+
+    nb = nbformat.read(SOLUTION, as_version=4)
+    model_cells = [c.source for c in nb.cells if "model" in c.metadata.get("tags", [])]
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    if not model_cells:
+        raise ValueError(f"{SOLUTION} has no cell tagged `model`")
+    lr = next(ast.literal_eval(node.value) for node in ast.parse(params).body
+              if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "lr")
+    namespace = {"torch": torch, "nn": nn, "kit": kit}
+    exec(compile("\n".join(model_cells), str(SOLUTION), "exec"), namespace)  # our own reference notebook
+    return type(namespace["model"]), lr
 
 
 def _sync(device: torch.device) -> None:
@@ -40,68 +91,115 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_path(path: str, train_set, test_set, *, device, epochs: int, batch_size: int, rotation: float,
-              seed: int) -> Timing:
-    s = stats(train_set)
+def time_path(name: str, train_set, test_set, *, device: torch.device, epochs: int, seed: int, mean, std,
+              net: type[nn.Module], lr: float) -> Timing:
+    options = dict(PATHS[name])
+    path = options.pop("path")
+    _sync(device)
+    start = time.perf_counter()
     set_seed(seed)
-    train, test = make_loaders((train_set, test_set), path=path, batch_size=batch_size, device=device, seed=seed,
-                               mean=s.mean, std=s.std, augment=Augment(rotation=rotation) if rotation else None)
-    trainer = Trainer(CompactNet(), train, test, epochs=epochs, lr=0.05, scheduler="onecycle",
-                      scheduler_args={"max_lr": 0.1}, device=device, verbose=False, progress=False)
-    train_time = test_time = 0.0
+    model = net()
+    train, test = make_loaders((train_set, test_set), path=path, batch_size=BATCH, device=device, seed=seed,
+                               mean=mean, std=std, augment=AUGMENT)
+    trainer = Trainer(model, train, test, epochs=epochs, lr=lr, scheduler=OneCycle(max_lr=lr), verbose=False,
+                      progress=False, **options)
+    _sync(device)
+    setup = time.perf_counter() - start
+    train_times, test_time, accs = [], 0.0, []
     for epoch in range(1, epochs + 1):
         _sync(device)
-        start = time.perf_counter()
+        a = time.perf_counter()
         trainer.train_epoch(epoch)
         _sync(device)
-        middle = time.perf_counter()
+        b = time.perf_counter()
         _, acc = trainer.test_epoch(epoch)
         _sync(device)
-        train_time += middle - start
-        test_time += time.perf_counter() - middle
-    return Timing(path, train_time / epochs, test_time / epochs, len(train_set) * epochs / train_time, acc)
+        train_times.append(b - a)
+        test_time += time.perf_counter() - b
+        accs.append(acc)
+        for c in trainer.callbacks:
+            c.after_epoch(trainer, 0.0)
+    return Timing(name, setup, train_times[0], sum(train_times), test_time,
+                  len(train_set) * epochs / sum(train_times), tuple(accs))
+
+
+def default_paths(device: torch.device) -> list[str]:
+    if device.type == "cuda":
+        return ["classic", "device", "device + CUDA graph", "device NCHW", "device + compile"]
+    return ["classic", "device", "device NCHW", "device + compile"]
 
 
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA)"
-    return f"CPU: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+        return f"{device_name(device)} (CUDA)"
+    return f"CPU: {device_name(device)}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
 
 
-def bench(device: str = "auto", epochs: int = 1, batch_size: int = 128, rotation: float = 7.0, seed: int = 0,
+def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None, seed: int = 0,
           limit: int | None = None, root=None, results: Path | None = RESULTS) -> dict[str, Timing]:
     device = pick_device(device)
+    paths = paths or default_paths(device)
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown:
+        raise ValueError(f"unknown path(s) {unknown}; choose from {list(PATHS)}")
+    if device.type != "cuda" and "device + CUDA graph" in paths:
+        raise ValueError("the CUDA-graph path needs a CUDA device")
+    net, lr = solution_model()
     train_set, test_set = load("mnist", "train", root), load("mnist", "test", root)
     if limit:
         train_set, test_set = train_set.subset(limit), test_set.subset(min(limit, len(test_set)))
+    s = stats(train_set)
     where = describe(device)
     print(f"device: {where}; torch {torch.__version__}")
-    print(f"CompactNet on {len(train_set):,} MNIST images, batch {batch_size}, rotation ±{rotation:g}°, "
-          f"{epochs} epoch(s) per path\n")
-    print(f"{'path':>8}  {'train s/epoch':>13}  {'test s/epoch':>12}  {'train img/s':>11}  {'test acc':>8}")
+    print(f"the solution's step-4 model ({sum(p.numel() for p in net().parameters()):,} parameters) on "
+          f"{len(train_set):,} MNIST images, batch {BATCH}, {AUGMENT}, one-cycle to lr {lr}, {epochs} epochs a path\n")
+    header = (f"{'path':<24} {'train s':>8} {'1st epoch':>9} {'img/s':>9} {'x classic':>9} {'total s':>8}  "
+              "test acc (last 3)")
+    print(header)
     timings = {}
-    for path in ("classic", "device"):
-        t = timings[path] = time_path(path, train_set, test_set, device=device, epochs=epochs,
-                                      batch_size=batch_size, rotation=rotation, seed=seed)
-        print(f"{path:>8}  {t.train_seconds:13.2f}  {t.test_seconds:12.2f}  {t.images_per_second:11,.0f}  {t.test_acc:7.2f}%")
-    ratio = timings["device"].images_per_second / timings["classic"].images_per_second
-    print(f"\ndevice-resident / classic training throughput: {ratio:.2f}x")
-    if results is not None:
-        _write(results, where, timings, ratio, epochs, batch_size, rotation, len(train_set))
+    for name in paths:
+        try:
+            t = timings[name] = time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed,
+                                          mean=s.mean, std=s.std, net=net, lr=lr)
+        except Exception as e:  # one broken path must not hide the others' figures
+            print(f"{name:<24} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
+            continue
+        ratio = t.images_per_second / timings["classic"].images_per_second if "classic" in timings else float("nan")
+        print(f"{name:<24} {t.train_seconds:8.2f} {t.first_epoch:9.2f} {t.images_per_second:9,.0f} {ratio:9.1f} "
+              f"{t.total:8.1f}  {', '.join(f'{a:.2f}' for a in t.test_accs[-3:])}", flush=True)
+        if results is not None:  # after every path: a run cut short still leaves what it measured
+            _write(results, where, timings, epochs, len(train_set), net, lr)
+    if "classic" in timings:
+        for name, t in timings.items():
+            if name != "classic":
+                print(f"{name} / classic training throughput: "
+                      f"{t.images_per_second / timings['classic'].images_per_second:.2f}x")
+    if results is not None and timings:
         print(f"written to {results}")
     return timings
 
 
-def _write(path: Path, where: str, timings: dict[str, Timing], ratio: float, epochs: int, batch_size: int,
-           rotation: float, n: int) -> None:
+def _section(where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float) -> str:
+    classic = timings.get("classic")
     rows = "\n".join(
-        f"| {t.path} | {t.train_seconds:.2f} | {t.test_seconds:.2f} | {t.images_per_second:,.0f} | {t.test_acc:.2f}% |"
+        f"| {t.path} | {t.train_seconds:.2f} | {t.first_epoch:.2f} | {t.test_seconds:.2f} | {t.total:.1f} | "
+        f"{t.images_per_second:,.0f} | {(t.images_per_second / classic.images_per_second) if classic else float('nan'):.1f}× | "
+        f"{', '.join(f'{a:.2f}' for a in t.test_accs[-3:])} |"
         for t in timings.values())
-    text = (f"# Last measured benchmark\n\nWritten by `python -m kit bench` on "
-            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.\n\n"
-            f"- device: {where}\n- torch {torch.__version__}\n"
-            f"- kit.CompactNet on {n:,} MNIST training images, batch {batch_size}, random rotation ±{rotation:g}°, "
-            f"{epochs} epoch(s) per path, one process\n\n"
-            f"| path | train s/epoch | test s/epoch | train img/s | test accuracy |\n|---|---:|---:|---:|---:|\n"
-            f"{rows}\n\n**device-resident / classic training throughput: {ratio:.2f}×**\n")
-    write_text(path, text)
+    return (f"## {where}\n\nWritten by `python -m kit bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
+            f"torch {torch.__version__}: the solution's step-4 model "
+            f"({sum(p.numel() for p in net().parameters()):,} parameters) on {n:,} MNIST training images, batch {BATCH}, "
+            f"random affine augmentation, one-cycle to lr {lr}, {epochs} epochs per path, one process.\n\n"
+            "| path | train s | 1st epoch s | test s | total s | train img/s | × classic | test acc, last 3 |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---|\n"
+            f"{rows}\n")
+
+
+def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float) -> None:
+    """Replace this device's section of RESULTS.md (or add it); the other devices' sections stay."""
+    text = path.read_text() if path.exists() else ""
+    head = "# Benchmarks\n\nOne section per device, each written by `python -m kit bench` there.\n"
+    sections = re.split(r"(?m)^(?=## )", text)
+    kept = [s for s in sections[1:] if not s.startswith(f"## {where}\n")]  # sections[0]: the heading, rewritten
+    new = _section(where, timings, epochs, n, net, lr)
+    write_text(path, head + "\n" + "\n".join(s.rstrip() + "\n" for s in sorted([*kept, new])))

@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from kit.files import replacing
 from kit.formats import ImageSet
-from kit.train import History, Misclassified
+from kit.history import History, Misclassified
 
 
 def save(fig, path: str | os.PathLike | None):
@@ -27,8 +27,15 @@ def save(fig, path: str | os.PathLike | None):
     return fig
 
 
-def curves(history: History, title: str = "", path=None):
-    """Train and test loss (left) and accuracy (middle) per epoch; the learning rate (right) when it changes."""
+def _history(run) -> History:
+    """A History, from itself or from the Trainer that holds it."""
+    return run if isinstance(run, History) else run.history
+
+
+def curves(run, title: str = "", path=None):
+    """Train and test loss (left) and accuracy (middle) per epoch of a Trainer (or a History);
+    the learning rate (right) when it changes."""
+    history = _history(run)
     epochs = history.column("epoch")
     lrs = history.column("lr")
     scheduled = len(set(lrs)) > 1
@@ -47,7 +54,7 @@ def curves(history: History, title: str = "", path=None):
     ax_loss.set_title("loss")
     if scheduled:
         axes[2].plot(epochs, lrs, "o-", color="tab:green")
-        axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate at the end of each epoch", yscale="log")
+        axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate each epoch started with", yscale="log")
         axes[2].grid(alpha=0.3)
     if title:
         fig.suptitle(title)
@@ -90,21 +97,29 @@ def batch(loader, n: int = 32, columns: int = 8, path=None):
     return save(_grid(images, titles, columns, f"one training batch: {len(images)} of {len(labels)} images"), path)
 
 
-def misclassified(mistakes: Misclassified, classes: Sequence[str], mean: Sequence[float],
-                  std: Sequence[float], columns: int = 5, title: str = "", path=None):
-    """Wrongly classified images, un-normalised, titled 'predicted (true)'."""
+def misclassified(mistakes, n: int = 20, columns: int = 5, title: str = "", path=None):
+    """Wrongly classified test images, un-normalised, titled 'predicted (true)'.
+
+    `mistakes` is a Trainer (its first `n` mistakes on its test loader are collected) or
+    what `trainer.misclassified()` returned; either carries the classes and normalisation.
+    """
+    if not isinstance(mistakes, Misclassified):
+        mistakes = mistakes.misclassified(limit=n)
     shape = (1, -1, 1, 1)
-    images = mistakes.images * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
-    titles = [f"{classes[int(p)]} (true {classes[int(t)]})" for p, t in zip(mistakes.predicted, mistakes.target)]
+    images = mistakes.images * torch.tensor(mistakes.std).view(shape) + torch.tensor(mistakes.mean).view(shape)
+    name = lambda i: mistakes.classes[int(i)] if mistakes.classes else str(int(i))  # noqa: E731
+    titles = [f"{name(p)} (true {name(t)})" for p, t in zip(mistakes.predicted, mistakes.target)]
     heading = f"{title}: " if title else ""
     return save(_grid(images, titles, columns, f"{heading}{len(mistakes)} misclassified, predicted (true)"), path)
 
 
-def compare(histories: dict[str, History], title: str = "", path=None):
-    """Several runs side by side: train accuracy (left) and test accuracy (right) per epoch, one line a run."""
+def compare(runs: dict, title: str = "", path=None):
+    """Several runs (Trainers or Histories, by name) side by side: train accuracy (left) and test
+    accuracy (right) per epoch, one line a run."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, split in zip(axes, ("train", "test")):
-        for name, h in histories.items():
+        for name, run in runs.items():
+            h = _history(run)
             ax.plot(h.column("epoch"), h.column(f"{split}_acc"), "o-", ms=3, label=name)
         ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{split} accuracy")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,16 +1,32 @@
-"""A run's metrics, written in a machine-readable form next to the executed notebook."""
+"""A notebook's record: what its runs did, in one versioned schema that `result`, `check` and `report` share.
+
+A record holds, for every run a notebook trained, its per-epoch history and
+what it was held to; everything a Result may claim (best accuracies and their
+epochs, epochs used, the last K test accuracies, the budget's verdict) is
+derived from that history (`Run.derived`), and `kit check` derives it again
+rather than trusting a number written in the file. The record also says what
+produced it (`Environment`): device, thread count, library versions, seeds.
+
+`result(...)` writes the record and prints the Result in its canonical
+Markdown form, which `kit check` reads back number by number.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
-
-from torch import nn
+import platform
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from kit.files import write_text
-from kit.models import count_parameters
-from kit.train import History
+from kit.history import EpochRecord, History
 
+SCHEMA = 2  # the record's version; a file of another version is refused with a message, never misread
+KIT_SOURCE = Path(__file__).resolve().parent
+
+
+# --- the budget ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Budget:
@@ -29,6 +45,14 @@ class Budget:
             raise ValueError(f"a Budget needs positive limits and a target in (0, 100]; got {self}")
         if not 1 <= self.consistent_epochs <= self.max_epochs:
             raise ValueError(f"consistent_epochs must lie in 1..max_epochs, got {self.consistent_epochs}")
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "budget") -> "Budget":
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or set(d) - set(names) or not {"max_parameters", "max_epochs", "target_test_acc"} <= set(d):
+            raise ValueError(f"{where} must be an object with {', '.join(names)} "
+                             f"(consistent_epochs may be left out); got {d!r}")
+        return cls(**d)
 
     def misses(self, *, parameters: int | None = None, epochs: int | None = None,
                test_accs: list[float] | None = None) -> dict[str, str]:
@@ -54,79 +78,338 @@ class Budget:
                                 test_accs=history.column("test_acc")).values())
 
 
-def metrics(history: History, model: nn.Module, *, device: str, seed: int, seconds: float,
-            budget: Budget | None = None, **extra) -> dict:
-    """What a Result cell may claim: parameters, best accuracies with their epochs, the full history."""
-    best_test, best_test_epoch = history.best("test_acc")
-    best_train, best_train_epoch = history.best("train_acc")
-    return {
-        "parameters": count_parameters(model),
-        "epochs": len(history),
-        "best_train_acc": best_train, "best_train_epoch": best_train_epoch,
-        "best_test_acc": best_test, "best_test_epoch": best_test_epoch,
-        "last_test_acc": history.last(3),
-        "device": device, "seed": seed, "seconds": seconds,
-        "budget": asdict(budget) if budget else None,
-        **extra,
-        "history": history.to_dict()["epochs"],
+# --- what produced a run -------------------------------------------------------------------
+
+def kit_hashes() -> dict[str, str]:
+    """A short hash of every module under kit/, so a report can say which kit code it ran with."""
+    return {p.relative_to(KIT_SOURCE).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+            for p in sorted(KIT_SOURCE.rglob("*.py"))}
+
+
+@dataclass(frozen=True)
+class Environment:
+    device: str  # "cuda", "cpu", "mps"
+    device_name: str  # "NVIDIA H200", or the CPU's model
+    threads: int  # torch's intra-op CPU threads
+    deterministic: bool  # cuDNN's deterministic algorithms on, its benchmark search off
+    python: str
+    torch: str
+    torchvision: str
+    cuda: str | None
+    cudnn: int | None
+    kit: str
+    platform: str
+    kit_code: dict = field(default_factory=dict)  # module -> hash of its source
+
+    @classmethod
+    def here(cls, device) -> "Environment":
+        import torch
+        import torchvision
+
+        import kit
+
+        device = torch.device(device)
+        return cls(device=device.type, device_name=device_name(device), threads=torch.get_num_threads(),
+                   deterministic=bool(torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark),
+                   python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
+                   cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if device.type == "cuda" else None,
+                   kit=kit.__version__, platform=f"{platform.system()} {platform.machine()}", kit_code=kit_hashes())
+
+    def describe(self) -> str:
+        cuda = f", CUDA {self.cuda}" if self.device == "cuda" else ""
+        return (f"{self.device_name} ({self.device}), {self.threads} CPU thread{'s' * (self.threads != 1)}; "
+                f"torch {self.torch}{cuda}, Python {self.python}, kit {self.kit}")
+
+
+def device_name(device) -> str:
+    """The GPU's model, or the CPU's (e.g. 'NVIDIA H200', 'AMD EPYC 7B13')."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+        except OSError:
+            pass
+        return platform.processor() or platform.machine() or "CPU"
+    return device.type.upper()
+
+
+# --- one run and the whole record ------------------------------------------------------------
+
+@dataclass
+class Run:
+    """One trained model: what it was, what it was held to, and its per-epoch history."""
+
+    name: str  # "" for a notebook's only run; else "seed 2", "group norm", "student + KD"
+    parameters: int  # every parameter, trainable or frozen: the budget counts them all
+    trainable_parameters: int
+    history: History
+    budget: Budget | None = None  # the budget this run is held to, if any
+    seed: int | None = None
+    data: str | None = None
+    train_images: int = 0  # images per training epoch
+    test_images: int = 0  # images per test
+    seconds: float = 0.0  # training and testing time, the sum of the epochs'
+    reported: bool = True  # False: a Trainer the notebook fitted but did not pass to result() (its epochs count too)
+    settings: dict = field(default_factory=dict)  # optimiser, rates, schedule, callbacks, precision, batch sizes
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history)
+
+    def derived(self, k: int | None = None) -> dict:
+        """Every figure a Result may claim about this run, computed from its history."""
+        k = k or (self.budget.consistent_epochs if self.budget else 3)
+        best_train, best_train_epoch = self.history.best("train_acc")
+        best_test, best_test_epoch = self.history.best("test_acc")
+        out = {"epochs": self.epochs, "best_train_acc": best_train, "best_train_epoch": best_train_epoch,
+               "best_test_acc": best_test, "best_test_epoch": best_test_epoch,
+               "last_test_acc": self.history.last(k), "budget_misses": None}
+        if self.budget is not None:
+            out["budget_misses"] = self.budget.misses(parameters=self.parameters, epochs=self.epochs,
+                                                      test_accs=self.history.column("test_acc"))
+        return out
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "parameters": self.parameters, "trainable_parameters": self.trainable_parameters,
+                "budget": asdict(self.budget) if self.budget else None, "seed": self.seed, "data": self.data,
+                "train_images": self.train_images, "test_images": self.test_images, "seconds": self.seconds,
+                "reported": self.reported, "settings": self.settings, "derived": self.derived(),
+                "history": self.history.to_list()}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "Run":
+        need = {"name", "parameters", "history"}
+        if not isinstance(d, dict) or not need <= set(d):
+            raise RecordError(f"{where} must be an object with at least {', '.join(sorted(need))}")
+        try:
+            history = History.from_list(d["history"])
+        except (TypeError, KeyError) as e:
+            raise RecordError(f"{where}: its history is not a list of epochs with the fields "
+                              f"{', '.join(f.name for f in fields(EpochRecord))} ({e})") from None
+        budget = Budget.from_dict(d["budget"], f"{where}: budget") if d.get("budget") else None
+        return cls(name=d["name"], parameters=d["parameters"], trainable_parameters=d.get("trainable_parameters", d["parameters"]),
+                   history=history, budget=budget, seed=d.get("seed"), data=d.get("data"),
+                   train_images=d.get("train_images", 0), test_images=d.get("test_images", 0),
+                   seconds=d.get("seconds", 0.0), reported=d.get("reported", True), settings=d.get("settings", {}))
+
+
+class RecordError(ValueError):
+    """A metrics file that is not a record of this schema."""
+
+
+@dataclass
+class Record:
+    """Everything a notebook's runs did, as written to NAME.metrics.json."""
+
+    runs: list[Run]
+    quick: bool
+    environment: Environment | None = None
+    headline: str = ""  # the run whose numbers the Result gives first
+    schema: int = SCHEMA
+
+    def run(self, name: str) -> Run:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def head(self) -> Run:
+        return self.run(self.headline) if self.headline else self.runs[0]
+
+    @property
+    def reported(self) -> list[Run]:
+        return [r for r in self.runs if r.reported]
+
+    def to_dict(self) -> dict:
+        return {"schema": self.schema, "quick": self.quick, "headline": self.headline,
+                "environment": asdict(self.environment) if self.environment else None,
+                "runs": [r.to_dict() for r in self.runs]}
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, d, where: str = "the record") -> "Record":
+        if not isinstance(d, dict):
+            raise RecordError(f"{where} must be a JSON object (a kit record), not {type(d).__name__}")
+        if d.get("schema") != SCHEMA:
+            raise RecordError(f"{where} is of record schema {d.get('schema')!r}; this kit reads schema {SCHEMA}: "
+                              "run the notebook again with `python -m kit run`")
+        if not isinstance(d.get("runs"), list) or not d["runs"]:
+            raise RecordError(f"{where} has no runs")
+        env = d.get("environment")
+        try:
+            environment = Environment(**env) if env else None
+        except TypeError as e:
+            raise RecordError(f"{where}: its environment does not match the schema ({e})") from None
+        runs = [Run.from_dict(r, f"{where}, run {i}") for i, r in enumerate(d["runs"])]
+        return cls(runs=runs, quick=bool(d.get("quick")), environment=environment, headline=d.get("headline", ""))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Record":
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{path} is not valid JSON: {e}") from None
+        return cls.from_dict(d, str(path))
+
+
+# --- recording a notebook's runs -------------------------------------------------------------
+
+def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool = True) -> Run:
+    """A Run from a fitted Trainer."""
+    from kit.models import count_parameters
+
+    h = trainer.history
+    if not len(h):
+        raise ValueError(f"run {name or 'the run'} has no epochs: call trainer.fit() first")
+    train, test = trainer.train_loader, trainer.test_loader
+    images = lambda loader: len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))  # noqa: E731
+    settings = {
+        "optimizer": type(trainer.optimizer).__name__, "lr": trainer.lr,
+        "momentum": trainer.optimizer.defaults.get("momentum"), "weight_decay": trainer.optimizer.defaults.get("weight_decay"),
+        "label_smoothing": trainer.label_smoothing, "callbacks": [repr(c) for c in trainer.callbacks],
+        "batch_size": getattr(train, "batch_size", None) or getattr(getattr(train, "loader", None), "batch_size", None),
+        "augment": repr(getattr(train, "augment", None)), "data_path": type(train).__name__,
+        "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
+        "channels_last": trainer.channels_last, "graph": trainer.graph, "compile": trainer.compiled,
+        "device": str(trainer.device),
     }
+    return Run(name=name, parameters=count_parameters(trainer.model, trainable_only=False),
+               trainable_parameters=count_parameters(trainer.model), history=h, budget=budget,
+               seed=getattr(train, "seed", None), data=getattr(train, "name", None), train_images=images(train),
+               test_images=images(test), seconds=sum(h.column("seconds")), reported=reported, settings=settings)
 
 
-def save_metrics(path: str | os.PathLike | None, record: dict) -> None:
-    """Write `record` as JSON atomically (nothing when `path` is empty)."""
-    if path:
-        write_text(path, json.dumps(record, indent=1))
+def result(runs, *, budget: Budget | None, quick: bool = False, path: str | os.PathLike | None = None,
+           held_to_budget=None, headline: str | None = None, environment: Environment | None = None) -> Record:
+    """Record a notebook's run(s) and print its Result in the canonical form `kit check` reads.
 
-
-def result(runs, *, budget: Budget | None, seed, quick: bool, path: str | os.PathLike | None = None,
-           held_to_budget=None, headline: str | None = None, **extra) -> dict:
-    """Record a notebook's run(s) and print what its Result cell may claim.
-
-    `runs` is one Trainer, or a dict of them by name ("seed 2", "group norm") for
-    a notebook that trains several; the `headline` one (default: the first) gives
-    the record's top-level numbers, and the Result's first claims. Every run is
-    held to `budget` unless `held_to_budget` names the ones that are. The metrics
-    go to `path` as JSON (atomically), where `python -m kit check` compares them
-    with the Result cell. Returns the record.
+    `runs` is one Trainer, or a dict of them by name ("seed 2", "group norm") for a
+    notebook that trains several; the `headline` one (default: the first) is given
+    first. Every run is held to `budget` unless `held_to_budget` names the ones that
+    are. Trainers fitted in this process but not passed here are recorded too, as
+    unreported runs: their epochs count. The record goes to `path` as JSON
+    (atomically). Returns the record.
     """
+    from kit.train import Trainer
+
     trainers = runs if isinstance(runs, dict) else {"": runs}
     if not trainers:
         raise ValueError("result() needs at least one trained Trainer")
     held = set(trainers) if held_to_budget is None else set(held_to_budget)
     if unknown := held - set(trainers):
         raise ValueError(f"held_to_budget names {sorted(unknown)}, but the runs are {sorted(trainers)}")
-    records = {}
-    for name, trainer in trainers.items():
-        if not len(trainer.history):
-            raise ValueError(f"run {name or 'the run'} has no epochs: call trainer.fit() first")
-        h = trainer.history
-        records[name] = metrics(h, trainer.model, device=str(trainer.device), seed=seed,
-                                seconds=sum(h.column("seconds")), budget=budget if name in held else None,
-                                data=getattr(trainer.train_loader, "name", None))
-    if headline is not None and headline not in records:
-        raise ValueError(f"headline {headline!r} is not one of the runs {sorted(records)}")
-    first = records[headline] if headline is not None else next(iter(records.values()))
-    record = {**first, "quick": quick, **extra}
-    if len(records) > 1:
-        record["runs"] = [{"name": name, **r} for name, r in records.items()]
-    save_metrics(path, record)
-    if quick:
-        print("Smoke run (quick mode): these numbers only show that the notebook runs; they are not results.")
-    for name, r in records.items():
-        print(_summary(name, r, budget if name in held else None, quick))
+    if headline is not None and headline not in trainers:
+        raise ValueError(f"headline {headline!r} is not one of the runs {sorted(trainers)}")
+    recorded = [run_of(t, name, budget if name in held else None) for name, t in trainers.items()]
+    ours = {id(t) for t in trainers.values()}
+    others = [t for t in Trainer.fitted() if id(t) not in ours]
+    recorded += [run_of(t, f"unreported trainer {i}", reported=False) for i, t in enumerate(others, 1)]
+    if environment is None:
+        first = next(iter(trainers.values()))
+        environment = Environment.here(first.device)
+    record = Record(runs=recorded, quick=quick, environment=environment, headline=headline or "")
+    if path:
+        record.save(path)
+    print(markdown(record), flush=True)
     return record
 
 
-def _summary(name: str, r: dict, budget: Budget | None, quick: bool) -> str:
-    lines = [f"Parameters: {r['parameters']:,}",
-             f"Best train accuracy: {r['best_train_acc']:.2f}% (epoch {r['best_train_epoch']})",
-             f"Best test accuracy: {r['best_test_acc']:.2f}% (epoch {r['best_test_epoch']})",
-             f"Last {len(r['last_test_acc'])} test accuracies: {', '.join(f'{a:.2f}' for a in r['last_test_acc'])}",
-             f"{r['epochs']} epoch(s) in {r['seconds']:.0f} s on {r['device']}"]
-    if budget is not None and not quick:
-        misses = budget.misses(parameters=r["parameters"], epochs=r["epochs"],
-                               test_accs=[e["test_acc"] for e in r["history"]])
-        lines.append("Budget: met" if not misses else "Budget missed: " + "; ".join(misses.values()))
-    if not name:
-        return "\n".join(lines)
-    return f"{name}\n" + "\n".join(f"  {line}" for line in lines)
+def _pct(v: float) -> str:
+    return f"{v:.2f}%"
+
+
+SEED_SUFFIX = " · seed "  # runs named "student · seed 2" are grouped over their seeds
+
+
+def run_lines(run: Run, quick: bool) -> list[str]:
+    """The canonical claims about a notebook's only run, one per line, as `kit check` reads them."""
+    d = run.derived()
+    lines = [f"Parameters: {run.parameters:,}",
+             f"Best train accuracy: {_pct(d['best_train_acc'])} (epoch {d['best_train_epoch']})",
+             f"Best test accuracy: {_pct(d['best_test_acc'])} (epoch {d['best_test_epoch']})",
+             f"Last {len(d['last_test_acc'])} test accurac{'y' if len(d['last_test_acc']) == 1 else 'ies'}: {', '.join(f'{a:.2f}' for a in d['last_test_acc'])}"]
+    if run.budget is not None and not quick:
+        lines.append(f"Budget: {verdict(d['budget_misses'])}")
+    return lines
+
+
+def verdict(misses: dict | None) -> str:
+    """The budget's verdict as a fixed phrase: 'met', 'missed (...)', or '—' for a run not held to it."""
+    if misses is None:
+        return "—"
+    return "met" if not misses else "missed (" + "; ".join(misses.values()) + ")"
+
+
+def run_row(run: Run, quick: bool, k: int) -> str:
+    d = run.derived(k)
+    return (f"| {run.name} | {run.parameters:,} | {_pct(d['best_train_acc'])} (epoch {d['best_train_epoch']}) | "
+            f"{_pct(d['best_test_acc'])} (epoch {d['best_test_epoch']}) | "
+            f"{', '.join(f'{a:.2f}' for a in d['last_test_acc'])} | {'—' if quick else verdict(d['budget_misses'])} |")
+
+
+def seed_groups(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs named 'NAME · seed N', grouped by NAME (only groups of two or more)."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        if SEED_SUFFIX in r.name:
+            groups.setdefault(r.name.rsplit(SEED_SUFFIX, 1)[0], []).append(r)
+    return {name: rs for name, rs in groups.items() if len(rs) > 1}
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    m = sum(values) / len(values)
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return m, sd
+
+
+def markdown(record: Record) -> str:
+    """The Result as Markdown: what `result()` prints and a Result cell may show as it is.
+
+    One run: a list of claims. Several: a table with a row per run and, where runs repeat
+    over seeds ('NAME · seed N'), a table of their means and spreads.
+    """
+    env = record.environment
+    where = f" on {env.device_name}" if env else ""
+    out = []
+    if record.quick:
+        out.append("Smoke run (quick mode): these numbers only show that the notebook runs; they are not results.")
+    reported = record.reported
+    if len(reported) == 1 and not reported[0].name:
+        r = reported[0]
+        out += [f"- {line}" for line in run_lines(r, record.quick)]
+        out.append(f"- {r.epochs} epoch{'s' * (r.epochs != 1)} in {r.seconds:.0f} s{where}")
+    else:
+        order = sorted(reported, key=lambda r: r.name != record.headline) if record.headline else reported
+        k = next((r.budget.consistent_epochs for r in reported if r.budget), 3)
+        out += [f"| run | parameters | best train accuracy | best test accuracy | last {k} test "
+                f"accurac{'y' if k == 1 else 'ies'} | budget |", "|---|---:|---:|---:|---|---|"]
+        out += [run_row(r, record.quick, k) for r in order]
+        epochs = sorted({r.epochs for r in reported})
+        seconds = [r.seconds for r in reported]
+        out.append("")
+        out.append(f"{len(reported)} runs of {'/'.join(map(str, epochs))} epoch{'s' * (epochs != [1])}, {min(seconds):.0f} to "
+                   f"{max(seconds):.0f} s each{where}.")
+        groups = seed_groups(reported)
+        if groups:
+            seeds = sorted({r.seed for rs in groups.values() for r in rs if r.seed is not None})
+            out += ["", f"Over seeds {', '.join(map(str, seeds))} (mean ± standard deviation):", "",
+                    "| run | best test accuracy | last test accuracy |", "|---|---:|---:|"]
+            for name, rs in groups.items():
+                best = mean_spread([r.derived()["best_test_acc"] for r in rs])
+                last = mean_spread([r.history[-1].test_acc for r in rs])
+                out.append(f"| {name} | {best[0]:.2f} ± {best[1]:.2f}% | {last[0]:.2f} ± {last[1]:.2f}% |")
+    for r in record.runs:
+        if not r.reported:
+            out.append(f"- {r.name}: {r.epochs} epoch{'s' * (r.epochs != 1)}, {r.parameters:,} parameters "
+                       "(fitted but not passed to result(); it counts toward the epochs)")
+    return "\n".join(out)

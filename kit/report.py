@@ -10,35 +10,51 @@ from pathlib import Path
 
 from kit.files import write_text
 
-COLUMNS = ("notebook", "parameters", "best train acc", "best test acc (epoch)", "last 3 test acc", "epochs",
-           "device", "time", "status")
+COLUMNS = ("notebook", "parameters", "best train acc (epoch)", "best test acc (epoch)", "last 3 test acc", "epochs",
+           "device", "training", "notebook", "status")
 
 
 def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        d = json.loads(path.read_text()) if path.exists() else None
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def collect(out: Path) -> list[dict]:
-    """One row per notebook that has a report in `out` or failed its last run."""
+    """One row per run of every notebook that has a report in `out` or failed its last run."""
+    from kit.record import Record, RecordError
+
     stems = sorted({p.name[: -len(".run.json")] for p in out.glob("*.run.json")}
                    | {p.name[: -len(".failed.json")] for p in out.glob("*.failed.json")})
     rows = []
     for stem in stems:
-        run, failed, metrics = (_read(out / f"{stem}.{kind}.json") for kind in ("run", "failed", "metrics"))
-        metrics = metrics or {}
-        if failed:
-            status = "failed" + (" (the last good report is kept)" if run else "")
-        else:
-            status = "ok"
-        common = {"notebook": f"{stem}.ipynb", "data": metrics.get("data"), "quick": metrics.get("quick"),
-                  "device": metrics.get("device") or (run or {}).get("device"), "status": status,
-                  "error": (failed or {}).get("error", "").splitlines()[0] if failed else ""}
-        # A notebook that trains several runs (seeds, norms, teacher and student) gets a row for each, with the
-        # run's own training time; otherwise one row with the notebook's wall time.
-        for one in metrics.get("runs") or [dict(metrics, name=None, seconds=(run or {}).get("seconds"))]:
-            rows.append({**common, "run": one.get("name"), **{key: one.get(key) for key in (
-                "parameters", "best_train_acc", "best_test_acc", "best_test_epoch", "last_test_acc", "epochs",
-                "seconds")}, "history": one.get("history", [])})
+        run, failed = _read(out / f"{stem}.run.json"), _read(out / f"{stem}.failed.json")
+        record, problem = None, ""
+        if (out / f"{stem}.metrics.json").exists():
+            try:
+                record = Record.load(out / f"{stem}.metrics.json")
+            except RecordError as e:
+                problem = f"record unreadable: {e}"
+        status = ("failed" + (" (the last good report is kept)" if run else "")) if failed else ("ok" if run else "—")
+        error = (failed or {}).get("error", "").splitlines()[0] if failed else problem
+        env = record.environment if record else None
+        common = {"notebook": f"{stem}.ipynb", "quick": bool(record and record.quick), "status": status, "error": error,
+                  "device": env.device_name if env else (run or {}).get("device"),
+                  "notebook_seconds": (run or {}).get("seconds"),
+                  "environment": env.describe() if env else None}
+        if record is None:
+            rows.append({**common, "run": None, "data": None, "parameters": None, "best_train_acc": None,
+                         "best_train_epoch": None, "best_test_acc": None, "best_test_epoch": None,
+                         "last_test_acc": None, "epochs": None, "seconds": None, "history": []})
+            continue
+        for r in record.reported:  # a notebook that trains several runs (seeds, norms, teacher and student): a row each
+            d = r.derived()
+            rows.append({**common, "run": r.name or None, "data": r.data, "parameters": r.parameters,
+                         **{k: d[k] for k in ("best_train_acc", "best_train_epoch", "best_test_acc", "best_test_epoch",
+                                              "last_test_acc", "epochs")},
+                         "seconds": r.seconds, "history": r.history.to_list()})
     return rows
 
 
@@ -48,24 +64,32 @@ def _cell(v, fmt="{}") -> str:
 
 def markdown(rows: list[dict], figure: str | None, others: list[str] = ()) -> str:
     lines = ["# Results", "",
-             "Written by `python -m kit run` from the metrics each notebook recorded; nothing here is typed by hand.",
-             "A notebook that trains several runs has a row for each, timed by its training; the others are "
-             "timed from start to end.", ""]
+             "Written by `python -m kit run` from the record each notebook wrote; nothing here is typed by hand.",
+             "*training* is a run's own training and testing time; *notebook* the whole notebook's, from start to end.",
+             ""]
     if any(r["quick"] for r in rows):
         lines += ["**Some rows come from quick (smoke) runs, marked *quick* with the data they ran on: they are not "
                   "results.**", ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    seen = set()
     for r in rows:
+        train = None if r["best_train_acc"] is None else f"{r['best_train_acc']:.2f}% ({r['best_train_epoch']})"
         best = None if r["best_test_acc"] is None else f"{r['best_test_acc']:.2f}% ({r['best_test_epoch']})"
         last = None if not r["last_test_acc"] else ", ".join(f"{a:.2f}" for a in r["last_test_acc"])
         quick = f" *quick: {r['data']}*" if r["quick"] and r["data"] else " *quick*" if r["quick"] else ""
         run = f" · {r['run']}" if r["run"] else ""
+        first = r["notebook"] not in seen
+        seen.add(r["notebook"])
         name = f"[{r['notebook']}]({r['notebook']}){run}{quick}"  # a smoke run says what data it ran on
         lines.append("| " + " | ".join([
-            name, _cell(r["parameters"], "{:,}"), _cell(r["best_train_acc"], "{:.2f}%"), _cell(best), _cell(last),
+            name, _cell(r["parameters"], "{:,}"), _cell(train), _cell(best), _cell(last),
             _cell(r["epochs"]), _cell(r["device"]), _cell(r["seconds"], "{:.0f} s"),
+            _cell(r["notebook_seconds"] if first else None, "{:.0f} s"),
             r["status"] + (f": {r['error']}" if r["error"] else ""),
         ]) + " |")
+    environments = sorted({r["environment"] for r in rows if r["environment"]})
+    if environments:
+        lines += ["", "Run on: " + "; ".join(environments) + "."]
     if figure:
         lines += ["", f"![test accuracy per epoch, and parameters against best test accuracy]({figure})"]
     if others:

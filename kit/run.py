@@ -1,41 +1,40 @@
-"""Run notebooks headlessly with papermill and keep their executed copies.
+"""Run notebooks headlessly with papermill and keep their executed copies: `python -m kit run`.
 
-Each notebook runs in its own worker process (its own process group), so a
-kernel that dies or hangs past the timeout is stopped and reported like any
-other failure, and several notebooks can run at once (`jobs`). Each gets the
-parameters `quick`, `device` and `metrics_path` (its tagged `parameters` cell
-declares them). Outputs move into the output folder through temporary files
-and renames, and only when the notebook succeeded: a failed or interrupted run
-never replaces the last good report.
+Each notebook runs in a worker process of its own (kit.worker) in its own process
+group, so a kernel that dies or hangs past its timeout is stopped and reported like
+any other failure, and several notebooks can run at once (`jobs`). Before it starts,
+the batch prints its plan: each notebook with the time its last good run took on this
+kind of device. While it runs, each notebook's epoch lines stream to the terminal.
+
+A report is one unit: the worker stages the executed notebook, its record and its
+figures, and only a notebook that succeeded replaces its previous report, in one
+step (kit.files.commit_report). One batch at a time writes into a folder (a lock);
+Ctrl-C or SIGTERM stops the workers and their kernels, keeps every report whole, and
+says what finished and what did not.
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit.files import replacing, report_folder, write_text
+from kit.files import BatchLock, commit_report, discard, recover, replacing, report_folder, staging, write_text
+from kit.worker import Outcome
 
 PACKAGE = Path(__file__).resolve().parent
 NOTEBOOKS = PACKAGE.parent / "notebooks"
+QUICK_TIMEOUT = 900  # seconds a smoke run may take, unless --timeout says otherwise
 
 
-@dataclass
-class Outcome:
-    notebook: str  # the notebook's file name
-    status: str  # "ok", "failed", "skipped"
-    seconds: float
-    device: str = ""
-    error: str = ""
-    inputs: str = ""  # hash of what the run depended on, for --changed-only
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a batch."""
 
 
 def find_notebooks(paths: list[str | Path]) -> list[tuple[Path, Path]]:
@@ -52,7 +51,7 @@ def find_notebooks(paths: list[str | Path]) -> list[tuple[Path, Path]]:
                 if any(part.startswith(".") or part == "template" or part.endswith("_files") for part in parts):
                     continue
                 found.append((q, q.parent.relative_to(p)))
-        elif p.suffix == ".ipynb" and p.exists():
+        elif p.suffix == ".ipynb" and p.is_file():
             found.append((p, Path()))
         else:
             raise FileNotFoundError(f"{p}: not a notebook (.ipynb) or a folder of notebooks")
@@ -65,105 +64,30 @@ def find_notebooks(paths: list[str | Path]) -> list[tuple[Path, Path]]:
 
 
 def inputs_hash(notebook: Path, parameters: dict) -> str:
-    """What a run depends on: the notebook, its parameters and the kit's own source."""
+    """What a run depends on: the notebook, its parameters and every module of the kit (models included)."""
     h = hashlib.sha256(notebook.read_bytes())
     h.update(json.dumps(parameters, sort_keys=True, default=str).encode())
-    for source in sorted(PACKAGE.glob("*.py")):
+    for source in sorted(PACKAGE.rglob("*.py")):
+        h.update(source.relative_to(PACKAGE).as_posix().encode())
         h.update(source.read_bytes())
     return h.hexdigest()[:16]
 
 
-# --- the worker: executes one notebook (runs as `python -m kit.run`) -------------------
+def declared_parameters(notebook: Path) -> list[str] | None:
+    """The names the notebook's `parameters` cell assigns (None where it has no such cell)."""
+    import ast
 
-def _source_index(notebook: Path, executed_index: int) -> int:
-    """papermill adds one cell after the `parameters` cell; give the index in the source notebook."""
     import nbformat
 
-    cells = nbformat.read(notebook, as_version=4).cells
-    tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
-    injected_at = tagged[0] + 1 if tagged else 0
-    return executed_index - 1 if executed_index >= injected_at else executed_index
-
-
-def _error_report(e: Exception, notebook: Path) -> str:
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(e, PapermillExecutionError):
-        tail = "\n".join(re.sub(r"\x1b\[[0-9;]*m", "", line) for line in e.traceback).splitlines()[-8:]
-        first_line = (e.source or "").strip().splitlines()[0][:60] if (e.source or "").strip() else ""
-        index = _source_index(notebook, e.cell_index)
-        return f"cell {index} (`{first_line}`): {e.ename}: {e.evalue}\n    " + "\n    ".join(tail)
-    return f"{type(e).__name__}: {e}"
-
-
-def _save_figures(executed: Path, folder: Path) -> None:
-    """Every PNG a notebook showed, as files: reports/<name>_files/cell<i>-<k>.png."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    for i, cell in enumerate(nb.cells):
-        pngs = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-        for k, png in enumerate(pngs):
-            (tmp / f"cell{i:02d}-{k}.png").write_bytes(base64.b64decode(png))
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old")
-        os.replace(folder, old)
-        os.replace(tmp, folder)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(tmp, folder)
-
-
-def _relative_paths(executed: Path, notebook: Path, out: Path) -> None:
-    """papermill records absolute paths; keep them relative so no machine's layout lands in a report."""
-    import nbformat
-
-    nb = nbformat.read(executed, as_version=4)
-    meta = nb.metadata.get("papermill", {})
-    meta["input_path"] = os.path.relpath(notebook.resolve(), out.resolve())
-    meta["output_path"] = notebook.name
-    nbformat.write(nb, executed)
-
-
-def execute(notebook: Path, out: Path, parameters: dict, start_timeout: int) -> Outcome:
-    """Execute one notebook in this process; move its outputs into `out` only on success."""
-    import papermill as pm
-
-    stem = notebook.stem
-    tmp_nb, tmp_metrics = out / f".{stem}.running.ipynb", out / f".{stem}.metrics.running.json"
-    # Relative to the notebook's folder (its working directory), so no machine's path lands in a report.
-    params = {**parameters, "metrics_path": os.path.relpath(tmp_metrics.resolve(), notebook.parent.resolve())}
-    start = time.perf_counter()
-    try:
-        pm.execute_notebook(
-            str(notebook), str(tmp_nb), parameters=params, cwd=str(notebook.parent),
-            kernel_name="python3", language="python", progress_bar=sys.stderr.isatty(),
-            start_timeout=start_timeout,
-        )
-    except Exception as e:  # the kernel may raise or die: both are reported the same way
-        for leftover in (tmp_nb, tmp_metrics):
-            leftover.unlink(missing_ok=True)
-        return Outcome(notebook.name, "failed", time.perf_counter() - start, str(parameters.get("device", "")),
-                       _error_report(e, notebook))
-    seconds = time.perf_counter() - start
-    device = str(parameters.get("device", ""))
-    if tmp_metrics.exists():
-        device = json.loads(tmp_metrics.read_text()).get("device", device)
-        os.replace(tmp_metrics, out / f"{stem}.metrics.json")
-    _relative_paths(tmp_nb, notebook, out)
-    _save_figures(tmp_nb, out / f"{stem}_files")
-    os.replace(tmp_nb, out / notebook.name)
-    return Outcome(notebook.name, "ok", seconds, device)
-
-
-def _worker(argv: list[str]) -> None:
-    notebook, out, params, start_timeout, result = argv
-    outcome = execute(Path(notebook), Path(out), json.loads(params), int(start_timeout))
-    write_text(Path(result), json.dumps(asdict(outcome)))
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            try:
+                tree = ast.parse(cell.source)
+            except SyntaxError:
+                return []
+            return [t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)]
+    return None
 
 
 def out_folder(notebook: Path, sub: Path, out: str | Path | None) -> Path:
@@ -201,112 +125,286 @@ def refresh_text(notebook: Path, out: Path) -> Path:
     return executed_path
 
 
-# --- the batch ------------------------------------------------------------------------
+# --- the plan --------------------------------------------------------------------------------
+
+def device_kind(device: str) -> tuple[str, str]:
+    """(the device a notebook will get, the kind of device its timings are kept under: 'cpu' or the GPU's name)."""
+    from kit.train import pick_device
+
+    d = pick_device(device)
+    if d.type == "cuda":
+        import torch
+
+        return "cuda", torch.cuda.get_device_name(d)
+    return d.type, d.type
+
+
+def last_timings(folder: Path, stem: str) -> dict:
+    path = folder / f"{stem}.run.json"
+    try:
+        last = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(last, dict):
+        return {}
+    return dict(last.get("timings") or ({last["device"]: last["seconds"]} if last.get("device") and
+                                        isinstance(last.get("seconds"), (int, float)) else {}))
+
+
+def timeout_for(seconds: float | None, quick: bool, given: int | None) -> int | None:
+    """--timeout if given; else for a smoke run QUICK_TIMEOUT; else 3x the last good run on this kind of
+    device plus 10 minutes; with no such run, none: a legitimate full run is never cut short by a guess."""
+    if given is not None:
+        return given
+    if quick:
+        return QUICK_TIMEOUT
+    return None if seconds is None else int(3 * seconds + 600)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "no earlier run"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+# --- the batch ------------------------------------------------------------------------------
 
 @dataclass
 class _Job:
     notebook: Path
+    folder: Path
     process: subprocess.Popen
     started: float
-    result: Path
     inputs: str
+    timeout: int | None
+    run_id: str
+    log: Path
 
 
-def _start(notebook: Path, out: Path, params: dict, start_timeout: int, threads: int, inputs: str) -> _Job:
-    result = out / f".{notebook.stem}.outcome.json"
-    result.unlink(missing_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "kit.run", str(notebook.resolve()), str(out.resolve()), json.dumps(params),
-         str(start_timeout), str(result)],
-        env=env, start_new_session=True,  # its own process group: a hung kernel goes with it
-    )
-    return _Job(notebook, process, time.perf_counter(), result, inputs)
+def _start(notebook: Path, folder: Path, params: dict, start_timeout: int, threads: int, inputs: str,
+           timeout: int | None, device: str) -> _Job:
+    stage = staging(folder, notebook.stem)
+    if stage.exists():
+        import shutil
+
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    run_id = uuid.uuid4().hex[:12]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    log = stage / ".worker.log"
+    with open(log, "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kit.worker", str(notebook.resolve()), str(folder.resolve()), str(stage.resolve()),
+             json.dumps(params), str(start_timeout), run_id, device],
+            env=env, stderr=err, start_new_session=True,  # its own process group: its kernel goes with it
+        )
+    return _Job(notebook, folder, process, time.perf_counter(), inputs, timeout, run_id, log)
 
 
-def _finish(job: _Job, timed_out: bool, timeout: int) -> Outcome:
+def _stop(job: _Job) -> None:
+    """Stop a worker and its kernel: SIGTERM to the group, then SIGKILL to whatever is left."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(job.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            job.process.wait(wait)
+            os.killpg(job.process.pid, signal.SIGKILL)  # the kernel may outlive its worker
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _death(job: _Job) -> str:
+    """Why a worker ended without an outcome: its exit status and the end of what it wrote to stderr."""
+    code = job.process.returncode
+    how = f"was killed by signal {signal.Signals(-code).name}" if code and code < 0 else f"exited with status {code}"
+    if code == -signal.SIGKILL:
+        how += " (out of memory, or stopped from outside)"
+    try:
+        tail = [line for line in job.log.read_text(errors="replace").splitlines() if line.strip()][-6:]
+    except OSError:
+        tail = []
+    return f"the worker {how}" + ("; it said:\n    " + "\n    ".join(tail) if tail else "")
+
+
+def _finish(job: _Job, timed_out: bool, kind: str) -> Outcome:
     seconds = time.perf_counter() - job.started
+    stage = staging(job.folder, job.notebook.stem)
+    result = stage / ".outcome.json"
     if timed_out:
-        os.killpg(job.process.pid, signal.SIGKILL)
-        job.process.wait()
-    if timed_out or not job.result.exists():  # a killed or dead worker leaves its half-written files
-        for leftover in job.result.parent.glob(f".{job.notebook.stem}.*running*"):
-            leftover.unlink()
-    if timed_out:
-        outcome = Outcome(job.notebook.name, "failed", seconds,
-                          error=f"timed out after {timeout}s (the kernel hung or the run is too long); stopped")
-    elif job.result.exists():
-        outcome = Outcome(**json.loads(job.result.read_text()))
-        job.result.unlink()
+        _stop(job)
+        outcome = Outcome(job.notebook.name, "failed", seconds, kind,
+                          error=f"timed out after {job.timeout}s (the kernel hung or the run is too long); stopped "
+                                "(give --timeout SECONDS for a longer run)")
+    elif result.exists():
+        outcome = Outcome(**json.loads(result.read_text()))
+        outcome.device = kind
     else:
-        outcome = Outcome(job.notebook.name, "failed", seconds,
-                          error=f"the worker died with exit code {job.process.returncode} (out of memory?)")
-    outcome.inputs = job.inputs
+        outcome = Outcome(job.notebook.name, "failed", seconds, kind, error=_death(job))
+    outcome.inputs, outcome.run_id = job.inputs, job.run_id
+    stem, folder = job.notebook.stem, job.folder
+    if outcome.status == "ok":  # stage the run record too, then swap the whole report in
+        outcome.timings = {**last_timings(folder, stem), kind: round(outcome.seconds, 1)}
+        for hidden in (result, job.log):
+            hidden.unlink(missing_ok=True)
+        write_text(stage / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
+        commit_report(folder, stem)
+    else:  # the last good report stays; the failure is recorded beside it
+        write_text(folder / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
+        discard(folder, stem)
     return outcome
 
 
 def _skip_unchanged(notebook: Path, out: Path, inputs: str) -> Outcome | None:
     previous = out / f"{notebook.stem}.run.json"
     if previous.exists() and (out / notebook.name).exists():
-        last = json.loads(previous.read_text())
-        if last.get("status") == "ok" and last.get("inputs") == inputs:
+        try:
+            last = json.loads(previous.read_text())
+        except ValueError:
+            return None
+        if isinstance(last, dict) and last.get("status") == "ok" and last.get("inputs") == inputs:
             return Outcome(notebook.name, "skipped", 0.0, last.get("device", ""), inputs=inputs)
     return None
 
 
+def _check_parameters(notebooks: list[Path], params: dict, injected: set) -> dict[Path, dict]:
+    """Each notebook's parameters to inject: a name given with -p must be one its `parameters` cell declares."""
+    out, unknown = {}, {}
+    for nb in notebooks:
+        declared = declared_parameters(nb)
+        if declared is None:
+            out[nb] = params  # no parameters cell: papermill will say so
+            continue
+        missing = [name for name in params if name not in declared and name not in injected]
+        if missing:
+            unknown[nb] = (missing, declared)
+        out[nb] = {k: v for k, v in params.items() if k in declared}
+    if unknown:
+        lines = [f"  {nb}: no parameter {', '.join(repr(m) for m in missing)} (it declares: {', '.join(declared)})"
+                 for nb, (missing, declared) in unknown.items()]
+        raise ValueError("-p names a parameter that a notebook does not declare in its `parameters` cell:\n"
+                         + "\n".join(lines))
+    return out
+
+
 def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False, device: str = "auto",
-        timeout: int = 3600, start_timeout: int = 120, jobs: int = 1, fail_fast: bool = False,
-        changed_only: bool = False, parameters: dict | None = None, threads: int | None = None) -> int:
-    """Run every notebook; print one line each; write the results tables; 0 if all succeeded, else 1.
+        timeout: int | None = None, start_timeout: int = 120, jobs: int | None = None, fail_fast: bool = False,
+        changed_only: bool = False, parameters: dict | None = None, threads: int = 1) -> int:
+    """Run every notebook; print the plan, one line each, and a summary; write the results tables.
+    0 if all succeeded, else 1 (130 when interrupted).
 
     Without `out`, a notebook under notebooks/ reports into the same sub-folders of
     reports/ beside it (where `python -m kit check` looks), any other into ./reports.
     """
     from kit.report import write_report
 
-    if jobs < 1:
-        raise ValueError(f"jobs must be 1 or more, got {jobs}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be 1 or more, got {threads}")
+    for name, value, least in (("jobs", jobs, 1), ("threads", threads, 1), ("timeout", timeout, 1),
+                               ("start timeout", start_timeout, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in reports
-    notebooks = [(nb, out_folder(nb, sub, out)) for nb, sub in find_notebooks(paths)]
-    params = {"quick": quick, "device": device, **(parameters or {})}
-    threads = threads or max(1, (os.cpu_count() or 1) // min(jobs, len(notebooks)))
-    queue, running, outcomes = list(notebooks), [], []
-    stop = False
-    while queue or running:
-        while queue and len(running) < jobs and not stop:
-            nb, folder = queue.pop(0)
-            folder.mkdir(parents=True, exist_ok=True)
-            inputs = inputs_hash(nb, params)
-            skipped = _skip_unchanged(nb, folder, inputs) if changed_only else None
-            if skipped:
-                outcomes.append(skipped)
-                print(f"  skip  {nb.name}  unchanged since its last good run", flush=True)
-                continue
-            running.append(_start(nb, folder, params, start_timeout, threads, inputs))
-        if stop and not running:
-            break
-        time.sleep(0.2)
-        for job in list(running):
-            late = time.perf_counter() - job.started > timeout
-            if job.process.poll() is None and not late:
-                continue
-            running.remove(job)
-            outcome = _finish(job, late, timeout)
-            outcomes.append(outcome)
-            _report_line(outcome)
-            stem, folder = job.notebook.stem, job.result.parent
-            if outcome.status == "ok":  # the last good run; a failure is kept beside it, not over it
-                write_text(folder / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
-                (folder / f"{stem}.failed.json").unlink(missing_ok=True)
-            else:
-                write_text(folder / f"{stem}.failed.json", json.dumps(asdict(outcome), indent=1))
-                if fail_fast:
+    found = find_notebooks(paths)
+    notebooks = [(nb, out_folder(nb, sub, out)) for nb, sub in found]
+    for _, folder in notebooks:
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"{folder} is a file; --out must name a folder")
+    device_type, kind = device_kind(device)
+    base = {"quick": quick, "device": device, **(parameters or {})}
+    per_notebook = _check_parameters([nb for nb, _ in notebooks], base, injected={"quick", "device"})
+    if jobs is None:
+        jobs = min(4, os.cpu_count() or 1) if device_type == "cuda" else max(1, (os.cpu_count() or 1) // threads)
+    jobs = min(jobs, len(notebooks))
+    root = Path(os.path.commonpath([str(folder.resolve()) for _, folder in notebooks]))
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot write reports into {root}: {e.strerror}; choose another --out") from None
+    if not os.access(root, os.W_OK):
+        raise ValueError(f"cannot write reports into {root}: it is read-only; choose another --out")
+    with BatchLock(root):
+        for folder in sorted({folder for _, folder in notebooks}):
+            for line in recover(folder):
+                print(f"recovered: {line}", flush=True)
+        return _batch(notebooks, per_notebook, quick=quick, device=device, kind=kind, timeout=timeout,
+                      start_timeout=start_timeout, jobs=jobs, threads=threads, fail_fast=fail_fast,
+                      changed_only=changed_only, write_report=write_report)
+
+
+def _batch(notebooks, per_notebook, *, quick, device, kind, timeout, start_timeout, jobs, threads, fail_fast,
+           changed_only, write_report) -> int:
+    plans = []
+    print(f"kit run: {len(notebooks)} notebook{'s' * (len(notebooks) != 1)} on {kind}"
+          f"{' (smoke runs)' if quick else ''}, {jobs} at a time, {threads} CPU thread{'s' * (threads != 1)} each",
+          flush=True)
+    width = max(len(nb.name) for nb, _ in notebooks)
+    for nb, folder in notebooks:
+        last = last_timings(folder, nb.stem).get(kind) if not quick else None
+        limit = timeout_for(last, quick, timeout)
+        plans.append((nb, folder, limit))
+        print(f"  {nb.name:<{width}}  last run here: {_duration(last):>14}   "
+              f"timeout: {'none' if limit is None else f'{limit} s'}", flush=True)
+    queue, running, outcomes = list(plans), [], []
+    stop, began = False, time.perf_counter()
+
+    def interrupt(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while queue or running:
+            while queue and len(running) < jobs and not stop:
+                nb, folder, limit = queue.pop(0)
+                folder.mkdir(parents=True, exist_ok=True)
+                params = per_notebook[nb]
+                inputs = inputs_hash(nb, params)
+                skipped = _skip_unchanged(nb, folder, inputs) if changed_only else None
+                if skipped:
+                    outcomes.append(skipped)
+                    print(f"  skip  {nb.name}  unchanged since its last good run", flush=True)
+                    continue
+                running.append(_start(nb, folder, params, start_timeout, threads, inputs, limit, kind))
+            if stop and not running:
+                break
+            time.sleep(0.2)
+            for job in list(running):
+                late = job.timeout is not None and time.perf_counter() - job.started > job.timeout
+                if job.process.poll() is None and not late:
+                    continue
+                running.remove(job)
+                outcome = _finish(job, late, kind)
+                outcomes.append(outcome)
+                _report_line(outcome)
+                if outcome.status == "failed" and fail_fast:
                     stop, queue = True, []
+    except (KeyboardInterrupt, Interrupted) as e:
+        for job in running:
+            _stop(job)
+            discard(job.folder, job.notebook.stem)
+        done = [o.notebook for o in outcomes if o.status == "ok"]
+        print(f"\ninterrupted ({e or 'Ctrl-C'}): the runs in progress were stopped and the reports they would "
+              "have replaced are kept as they were.", file=sys.stderr)
+        print(f"  finished: {', '.join(done) or 'none'}", file=sys.stderr)
+        print(f"  stopped: {', '.join(j.notebook.name for j in running) or 'none'}", file=sys.stderr)
+        print(f"  not started: {', '.join(nb.name for nb, _, _ in queue) or 'none'}", file=sys.stderr)
+        print("  run the same command again with --changed-only to do only what is left", file=sys.stderr)
+        for folder in sorted({folder for _, folder in notebooks}, key=lambda f: -len(f.parts)):
+            write_report(folder)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for folder in sorted({folder for _, folder in notebooks}, key=lambda f: -len(f.parts)):
         write_report(folder)  # one results table per report folder, the deepest first: each links those below
     failed = [o for o in outcomes if o.status == "failed"]
+    ran = [o for o in outcomes if o.status == "ok"]
+    if ran:
+        print(f"{len(ran)} notebook{'s' * (len(ran) != 1)} ran in {time.perf_counter() - began:.0f} s "
+              f"({sum(o.seconds for o in ran):.0f} s of worker time)", flush=True)
     if failed:
         print(f"{len(failed)} of {len(notebooks)} notebook(s) failed: {', '.join(o.notebook for o in failed)}",
               file=sys.stderr)
@@ -318,7 +416,3 @@ def _report_line(o: Outcome) -> None:
     print(f"{'ok' if o.status == 'ok' else 'FAILED':>6}  {o.notebook}  {o.seconds:.1f}s", flush=True)
     if o.error:
         print(f"        {o.error}", file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    _worker(sys.argv[1:])

@@ -1,27 +1,38 @@
-"""Training and testing: the Trainer, its History, and the helpers around them.
+"""Training and testing: the Trainer and its one small step.
 
-The Trainer refuses to report an accuracy from a broken run: a NaN or inf loss
-stops it at once with an error naming the epoch and step. (One of the course
-reports shows a NaN loss next to "100% test accuracy"; here that cannot happen.)
+The loop, labelled as the course draws it: for each batch, forward, loss,
+backward, update, track. What a lesson adds (a learning-rate schedule, EMA,
+L1, distillation) plugs in as a callback (kit.callbacks), so the step never
+grows an if-chain.
+
+A tiny model on a GPU is bound by kernel launches and host syncs, not by
+arithmetic. So the step never waits for the device: the running sums and the
+NaN guard stay on the device and the host looks at them every CHECK_EVERY steps
+and at the end of each epoch. A NaN or inf loss still stops training with an
+error naming its epoch and step, and no accuracy is reported from a broken run.
+On CUDA the whole step (forward, backward, update, tracking) is captured once
+as a CUDA graph and replayed: one launch a step instead of hundreds.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import weakref
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kit.files import write_text
+from kit.callbacks import Callback
+from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULERS = ("step", "onecycle", "plateau")
+CHECK_EVERY = 50  # steps between the host's looks at the device-side sums and NaN flag
+WARMUP_STEPS = 3  # eager steps before a CUDA graph is captured (cuDNN and the allocator settle)
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 # --- seeds and devices ---------------------------------------------------------------
@@ -38,114 +49,32 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; a named device that is missing is an error."""
-    if str(device) == "auto":
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """'auto' (or None) picks cuda, then mps, then cpu; a named device that is missing is an error."""
+    if device is None or str(device) == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
+        raise ValueError("device 'cuda' was asked for, but torch sees no CUDA GPU; use 'auto' or 'cpu'")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("device 'mps' was asked for, but this machine has no MPS; use 'auto' or 'cpu'")
+        raise ValueError("device 'mps' was asked for, but this machine has no MPS; use 'auto' or 'cpu'")
     return device
 
 
-# --- history -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class EpochRecord:
-    epoch: int  # from 1, as the course counts them
-    train_loss: float
-    train_acc: float  # percent
-    test_loss: float
-    test_acc: float  # percent
-    lr: float  # at the end of the epoch
-    seconds: float  # training and testing time of this epoch
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """cuda and cuda:0 are the same device."""
+    index = lambda d: d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)  # noqa: E731
+    return a.type == b.type and index(a) == index(b)
 
 
-@dataclass
-class History:
-    """Per-epoch results of one run."""
-
-    epochs: list[EpochRecord] = field(default_factory=list)
-
-    def append(self, record: EpochRecord) -> None:
-        self.epochs.append(record)
-
-    def __len__(self) -> int:
-        return len(self.epochs)
-
-    def __getitem__(self, i: int) -> EpochRecord:
-        return self.epochs[i]
-
-    def column(self, name: str) -> list[float]:
-        return [getattr(r, name) for r in self.epochs]
-
-    def best(self, metric: str = "test_acc") -> tuple[float, int]:
-        """(best value, its epoch); the first epoch wins a tie. Losses are minimised."""
-        if not self.epochs:
-            raise ValueError("the history is empty: nothing has been trained yet")
-        pick = min if metric.endswith("loss") else max
-        record = pick(self.epochs, key=lambda r: getattr(r, metric))
-        return getattr(record, metric), record.epoch
-
-    def last(self, k: int, metric: str = "test_acc") -> list[float]:
-        return self.column(metric)[-k:]
-
-    def to_dict(self) -> dict:
-        return {"epochs": [asdict(r) for r in self.epochs]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        return cls([EpochRecord(**r) for r in d["epochs"]])
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write as JSON, atomically: a reader sees the old file or the new one, never half."""
-        write_text(path, json.dumps(self.to_dict(), indent=1))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
-
-    def _repr_markdown_(self) -> str:
-        rows = "\n".join(
-            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_acc:.2f} | {r.test_loss:.4f} | {r.test_acc:.2f} | {r.lr:.3g} | {r.seconds:.1f} |"
-            for r in self.epochs
-        )
-        return ("| epoch | train loss | train acc % | test loss | test acc % | lr | s |\n"
-                "|---:|---:|---:|---:|---:|---:|---:|\n" + rows)
-
-
-# --- errors and small pieces ----------------------------------------------------------
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or inf; nothing after it can be trusted."""
-
-    def __init__(self, phase: str, epoch: int, step: int, value: float):
-        self.phase, self.epoch, self.step, self.value = phase, epoch, step, value
-        super().__init__(
-            f"{phase} loss is {value} at epoch {epoch}, step {step}: training stopped and no accuracy is reported.\n"
-            "Likely causes: a learning rate too high for this model, inputs that are not normalised, "
-            "fp16 weights or reductions (use bf16 autocast, never model.half()), or a log(0) in a custom loss."
-        )
-
-
-@dataclass(frozen=True)
-class Misclassified:
-    """Test images the model got wrong, with what it said and what was right."""
-
-    images: torch.Tensor  # normalised, as the model saw them (on the CPU)
-    predicted: torch.Tensor
-    target: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.target)
-
+# --- small pieces ------------------------------------------------------------------------
 
 def _progress(iterable, total: int, desc: str, enabled: bool | None):
     if enabled is None:
@@ -169,42 +98,13 @@ def _interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def _fp32_norms(model: nn.Module) -> list:
-    """Run every normalisation layer in fp32 under autocast (its statistics need the range)."""
-    norms = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+def _fp32_norms(model: nn.Module) -> None:
+    """Run every normalisation layer in fp32 under autocast (its statistics need the range); once per module."""
     hook = lambda module, args: tuple(a.float() if torch.is_tensor(a) else a for a in args)  # noqa: E731
-    return [m.register_forward_pre_hook(hook) for m in model.modules() if isinstance(m, norms)]
-
-
-# --- knowledge distillation -------------------------------------------------------------
-
-@dataclass
-class Distillation:
-    """Teach a student with a trained teacher's softened scores as well as the labels.
-
-    loss = alpha * T^2 * KL(teacher's softmax(z/T) || student's softmax(z/T)) + (1 - alpha) * cross-entropy.
-    The T^2 keeps the soft part's gradients the same size whatever the temperature
-    (Hinton et al., 2015). The teacher only predicts: eval mode, no gradients.
-    """
-
-    teacher: nn.Module
-    temperature: float = 4.0
-    alpha: float = 0.7
-
-    def __post_init__(self):
-        if self.temperature <= 0 or not 0 <= self.alpha <= 1:
-            raise ValueError(f"Distillation needs temperature > 0 and alpha in [0, 1]; got "
-                             f"temperature={self.temperature}, alpha={self.alpha}")
-        self.teacher.eval()  # predicts only (its loss is computed under no_grad); the optimiser never sees it
-
-    def loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-        with torch.no_grad():
-            teacher_logits = self.teacher(x).float()
-        t = self.temperature
-        soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-                        reduction="batchmean", log_target=True) * t * t
-        hard = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        return self.alpha * soft + (1 - self.alpha) * hard
+    for m in model.modules():
+        if isinstance(m, NORMS) and not getattr(m, "_kit_fp32", False):
+            m.register_forward_pre_hook(hook)
+            m._kit_fp32 = True
 
 
 # --- the trainer ---------------------------------------------------------------------
@@ -212,114 +112,266 @@ class Distillation:
 class Trainer:
     """Train a model on one loader and test it on another, epoch by epoch.
 
-    Loaders are anything that yields (images, labels) batches and has a length:
-    the kit's DeviceLoader and ClassicLoader both qualify.
+    Loaders are anything that yields (images, labels) batches and has a length: the
+    kit's DeviceLoader and ClassicLoader both qualify. The model goes where the loaders
+    put their batches (their `.device`), unless `device` says otherwise.
+
+    Speed settings, each defaulting to what measured faster on that kind of device
+    (`python -m kit bench`): `amp` (bf16 autocast with the norms in fp32, CUDA),
+    `channels_last` (memory format of model and input), `graph` (capture the step as a
+    CUDA graph, CUDA only) and `compile` (torch.compile of the model; off by default,
+    since its one-time cost outweighs its gain on a 15-epoch run).
     """
+
+    _fitted: list = []  # weak references to the trainers fitted in this process, oldest first
+
+    @classmethod
+    def fitted(cls) -> list["Trainer"]:
+        """The trainers fitted since the last `forget_fitted()` (kit.setup calls it) that are still alive."""
+        return [t for t in (ref() for ref in cls._fitted) if t is not None and len(t.history)]
+
+    @classmethod
+    def forget_fitted(cls) -> None:
+        cls._fitted.clear()
 
     def __init__(self, model: nn.Module, train_loader, test_loader, *, epochs: int = 15,
                  optimizer: str | torch.optim.Optimizer = "sgd", lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 0.0, l1: float = 0.0, scheduler: str | None = None,
-                 scheduler_args: dict | None = None, label_smoothing: float = 0.0,
-                 ema_decay: float | None = None, amp: bool | None = None, distillation: Distillation | None = None,
-                 device: str | torch.device = "auto", progress: bool | None = None, verbose: bool = True):
-        self.device = pick_device(device)
-        self.model = model.to(self.device)
+                 weight_decay: float = 0.0, label_smoothing: float = 0.0, scheduler: Callback | None = None,
+                 callbacks: list[Callback] | tuple = (), name: str = "", device: str | torch.device | None = None,
+                 amp: bool | None = None, channels_last: bool | None = None, graph: bool | None = None,
+                 compile: bool = False, progress: bool | None = None, verbose: bool = True):
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a whole number of at least 1, got {epochs!r}")
+        if lr <= 0:
+            raise ValueError(f"the learning rate must be positive, got lr={lr}")
+        self.device = self._device(device, train_loader, test_loader)
         self.train_loader, self.test_loader = train_loader, test_loader
-        self.epochs = epochs
-        self.l1, self.label_smoothing = l1, label_smoothing
+        self.epochs, self.lr, self.label_smoothing, self.name = epochs, lr, label_smoothing, name
         self.progress, self.verbose = progress, verbose
-        self.optimizer = self._optimizer(optimizer, lr, momentum, weight_decay)
-        self.scheduler_name = scheduler
-        self.scheduler = self._scheduler(scheduler, dict(scheduler_args or {}))
-        self.ema = None
-        if ema_decay is not None:
-            if not 0 < ema_decay < 1:
-                raise ValueError(f"ema_decay must lie in (0, 1), e.g. 0.999; got {ema_decay}")
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        self.distillation = distillation
-        if distillation is not None:
-            distillation.teacher.to(self.device)
         self.amp_dtype = self._amp(amp)
-        if self.amp_dtype is not None:
-            _fp32_norms(self.model)
-            if distillation is not None:
-                _fp32_norms(distillation.teacher)
+        self.channels_last = self.device.type in ("cpu", "cuda") if channels_last is None else channels_last
+        self.graph = self._graph(graph, compile, optimizer)
+        self.model = self.prepare(model)
+        self._forward = torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else "default") \
+            if compile else model
+        self.compiled = compile
+        self.optimizer = self._optimizer(optimizer, lr, momentum, weight_decay)
+        self._lr = self.optimizer.param_groups[0]["lr"]  # a tensor when a CUDA graph reads it
+        self.callbacks = [c for c in (scheduler, *callbacks) if c is not None]
+        for c in self.callbacks:
+            if not isinstance(c, Callback):
+                raise TypeError(f"{c!r} is not a kit callback (kit.OneCycle, kit.StepLR, kit.EMA, kit.L1, "
+                                "kit.Distillation, or a subclass of kit.callbacks.Callback)")
+            c.begin(self)
+        # step, first bad step (-1: none), its loss, loss sum, correct: kept on the device, read every CHECK_EVERY steps
+        self._sums = torch.zeros(5, dtype=self._float, device=self.device)
+        self._captured = self._static = self._compiled_shape = None
+        self._warmup = WARMUP_STEPS
+        self._checked = False  # the first batch of each fit is looked at once
         self.history = History()
 
     # --- construction ---
-    def _optimizer(self, optimizer, lr, momentum, weight_decay):
-        if isinstance(optimizer, torch.optim.Optimizer):
-            return optimizer
-        params = self.model.parameters()
-        if optimizer == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        if optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
+    @staticmethod
+    def _device(device, train_loader, test_loader) -> torch.device:
+        where = {name: getattr(loader, "device", None) for name, loader in (("train", train_loader), ("test", test_loader))}
+        if device is None:
+            device = where["train"] or where["test"] or "auto"
+        device = pick_device(device)
+        for name, d in where.items():
+            if d is not None and not same_device(torch.device(d), device):
+                raise ValueError(f"the {name} loader puts its batches on {d}, but the model would train on {device}; "
+                                 f"build both loaders and the Trainer for one device (make_loaders(device=...)), "
+                                 "or leave all of them on 'auto'")
+        return device
 
-    def _scheduler(self, name, args):
-        opt = self.optimizer
-        if name is None:
-            return None
-        if name == "step":
-            return torch.optim.lr_scheduler.StepLR(opt, **{"step_size": 5, "gamma": 0.1, **args})
-        if name == "onecycle":
-            max_lr = args.pop("max_lr", opt.param_groups[0]["lr"])
-            return torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=max_lr, epochs=self.epochs, steps_per_epoch=len(self.train_loader), **args)
-        if name == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **{"factor": 0.1, "patience": 2, **args})
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS} or None")
+    def prepare(self, module: nn.Module) -> nn.Module:
+        """Put a module (the model, a teacher) on this trainer's device, memory format and precision."""
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        if self.amp_dtype is not None:
+            _fp32_norms(module)
+        return module
 
     def _amp(self, amp):
         """bf16 autocast on a GPU that has it; never fp16, whose reductions overflow to NaN."""
         if amp is False or (amp is None and self.device.type != "cuda"):
             return None
-        if self.device.type == "cuda" and torch.cuda.is_bf16_supported():
+        # bf16 in hardware from Ampere (compute capability 8.0) on; older GPUs (Colab's T4) only emulate it
+        if self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 0):
             return torch.bfloat16
         if amp:
             print(f"mixed precision: bf16 is not supported on {self.device}; training in fp32", file=sys.stderr)
         return None
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+    def _graph(self, graph, compile, optimizer) -> bool:
+        ours = isinstance(optimizer, str)
+        if graph is None:  # KIT_GRAPH=0 turns the default off, for a model that cannot be captured
+            return self.device.type == "cuda" and not compile and ours and os.environ.get("KIT_GRAPH") != "0"
+        if graph and self.device.type != "cuda":
+            raise ValueError(f"graph=True captures the step as a CUDA graph; this trainer runs on {self.device}")
+        if graph and (compile or not ours):
+            raise ValueError("graph=True needs the trainer's own optimizer ('sgd' or 'adam') and compile=False")
+        return bool(graph)
+
+    def _optimizer(self, optimizer, lr, momentum, weight_decay):
+        if isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        params = self.model.parameters()
+        # A captured graph reads the learning rate from a device tensor, which schedulers update in place.
+        rate = torch.tensor(float(lr), device=self.device) if self.graph else lr
+        if optimizer == "sgd":
+            return torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=weight_decay,
+                                   **({"fused": True} if self.graph else {}))
+        if optimizer == "adam":
+            return torch.optim.Adam(params, lr=rate, weight_decay=weight_decay,
+                                    **({"capturable": True} if self.graph else {}))
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
+
+    def autocast(self):
+        # A captured graph must not rely on autocast's cache of cast weights.
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                              enabled=self.amp_dtype is not None, cache_enabled=not self.graph)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The model that is tested: the EMA's average where an EMA callback keeps one."""
+        for c in self.callbacks:
+            if hasattr(c, "eval_model"):
+                return c.eval_model
+        return self.model
+
+    @property
+    def _float(self) -> torch.dtype:
+        """The running sums' type: float64 (exact counts), except on MPS, which has none."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
+
+    @property
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # --- the step ---
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training step on the device, with no host sync (so it can be captured as a CUDA graph)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.compiled and self.device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()  # a new training step: the last one's outputs may be reused
+        # forward
+        with self.autocast():
+            logits = self._forward(x).float()  # the loss is always computed in fp32
+        # loss
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        for c in self.callbacks:
+            loss = c.loss(self, loss, logits, x, y)
+        # backward, update
+        loss.backward()
+        self.optimizer.step()
+        # track: step count, the first non-finite loss and its step, loss sum, correct
+        s, loss = self._sums, loss.detach().to(self._float)
+        s[0].add_(1)
+        first_bad = ~torch.isfinite(loss) & (s[1] < 0)
+        s[1].copy_(torch.where(first_bad, s[0], s[1]))
+        s[2].copy_(torch.where(first_bad, loss, s[2]))
+        s[3].add_(loss * y.shape[0])
+        s[4].add_((logits.argmax(1) == y).sum())
+
+    def _train_on(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if not self.graph:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.compiled and self._compiled_shape not in (None, x.shape):
+                forward, self._forward = self._forward, self.model  # an odd-sized last batch: eager, no recompile
+                self._step(x, y)
+                self._forward = forward
+            else:
+                self._compiled_shape = x.shape
+                self._step(x, y)
+            return
+        if self._captured is None and self._warmup > 0:  # real steps, on a side stream as capture wants
+            self._warmup -= 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._step(x, y)
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        if self._captured is None:
+            self._static = (x.clone(), y.clone())
+            self.optimizer.zero_grad(set_to_none=True)  # backward then writes fresh gradients on every replay
+            self._captured = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._captured):
+                self._step(*self._static)
+        if x.shape != self._static[0].shape:  # the last, smaller batch of an epoch: one eager step
+            self.optimizer.zero_grad(set_to_none=True)
+            self._step(x, y)
+            return
+        self._static[0].copy_(x)
+        self._static[1].copy_(y)
+        self._captured.replay()
+
+    def _after_step(self) -> None:
+        for c in self.callbacks:
+            c.after_step(self)
+        self._keep_lr_tensor()
+
+    def _keep_lr_tensor(self) -> None:
+        """A scheduler that assigns a new rate instead of filling the tensor: copy it into the tensor the graph reads."""
+        group = self.optimizer.param_groups[0]
+        if self.graph and group["lr"] is not self._lr:
+            self._lr.fill_(float(group["lr"]))
+            group["lr"] = self._lr
+
+    def _look(self, epoch: int, batches=None, seen: int = 0) -> tuple[float, float]:
+        """The host's look at the device-side sums (one sync): raise at a non-finite loss; (loss sum, correct)."""
+        step, bad_step, bad_loss, loss_sum, correct = self._sums.tolist()
+        if bad_step >= 0:
+            raise NonFiniteLossError("training", epoch, int(bad_step), bad_loss)
+        if hasattr(batches, "set_postfix") and seen:
+            batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%")
+        return loss_sum, correct
+
+    def _check_batch(self, x, y, where: str) -> None:
+        """The first batch of a fit: on this device, with labels the model can score (one sync, once)."""
+        if not same_device(x.device, self.device) or not same_device(y.device, self.device):
+            raise ValueError(f"the {where} loader gave a batch on {x.device}, but the model is on {self.device}; "
+                             "build the loaders and the Trainer for one device (make_loaders(device=...))")
+        with torch.no_grad():
+            training = self.model.training
+            self.model.eval()  # eval: no batch-norm statistics or dropout draws are spent on this look
+            with self.autocast():
+                scores = self.model(x[:2].contiguous(memory_format=torch.channels_last) if self.channels_last
+                                    else x[:2])
+            self.model.train(training)
+        if scores.dim() != 2:
+            raise ValueError(f"the model gives an output of shape {tuple(scores.shape)} for a batch of 2 images; "
+                             "it must give one row of class scores per image (batch x classes)")
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= scores.shape[1]:
+            raise ValueError(f"the {where} labels run from {low} to {high}, but the model gives {scores.shape[1]} "
+                             f"class scores per image; its last layer needs one output per class")
 
     # --- loops ---
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; returns (mean loss, accuracy %)."""
         self.model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._sums.zero_()
+        self._sums[1] = -1
         seen = 0
-        batches = _progress(self.train_loader, len(self.train_loader), f"epoch {epoch} train", self.progress)
+        batches = _progress(self.train_loader, len(self.train_loader), self._desc(epoch, "train"), self.progress)
         for step, (x, y) in enumerate(batches, 1):
-            with self._autocast():
-                logits = self.model(x).float()  # the loss is always computed in fp32
-                if self.distillation is not None:
-                    loss = self.distillation.loss(logits, x, y, self.label_smoothing)
-                else:
-                    loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-                if self.l1:
-                    loss = loss + self.l1 * sum(p.abs().sum() for p in self.model.parameters() if p.dim() > 1)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError("training", epoch, step, loss.item())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update_parameters(self.model)
-            if self.scheduler_name == "onecycle":
-                self.scheduler.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
+            if not self._checked:
+                self._check_batch(x, y, "training")
+                self._checked = True
+            self._train_on(x, y)
+            self._after_step()
             seen += len(y)
-            if hasattr(batches, "set_postfix") and step % 20 == 0:
-                batches.set_postfix(loss=f"{loss.item():.4f}", acc=f"{100 * correct.item() / seen:.2f}%")
+            if step % CHECK_EVERY == 0:
+                self._look(epoch, batches, seen)
         if seen == 0:
             raise ValueError("the training loader yielded no batches")
-        return loss_sum.item() / seen, 100 * correct.item() / seen
+        loss_sum, correct = self._look(epoch, batches, seen)
+        return loss_sum / seen, 100 * correct / seen
 
     @torch.no_grad()
     def test_epoch(self, epoch: int = 0, loader=None) -> tuple[float, float]:
@@ -327,11 +379,13 @@ class Trainer:
         model = self.eval_model
         model.eval()
         loader = loader or self.test_loader
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        loss_sum = torch.zeros((), dtype=self._float, device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
-        for x, y in _progress(loader, len(loader), f"epoch {epoch} test", self.progress):
-            with self._autocast():
+        for x, y in _progress(loader, len(loader), self._desc(epoch, "test"), self.progress):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self.autocast():
                 logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
@@ -343,42 +397,50 @@ class Trainer:
             raise NonFiniteLossError("test", epoch, len(loader), loss)
         return loss, 100 * correct.item() / seen
 
-    @property
-    def eval_model(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model
-
     def fit(self, epochs: int | None = None) -> History:
         """Train for `epochs` more epochs (default: the number given at construction)."""
-        for _ in range(epochs or self.epochs):
+        epochs = self.epochs if epochs is None else epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"fit() trains a whole number of epochs, at least 1; got {epochs!r}")
+        self._checked = False
+        if not any(ref() is self for ref in Trainer._fitted):
+            Trainer._fitted.append(weakref.ref(self))
+        for _ in range(epochs):
             epoch = len(self.history) + 1
+            lr = self.current_lr  # the rate this epoch's first step trains with
             start = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
             test_loss, test_acc = self.test_epoch(epoch)
-            if self.scheduler_name == "step":
-                self.scheduler.step()
-            elif self.scheduler_name == "plateau":
-                self.scheduler.step(test_loss)
-            record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc,
-                                 self.optimizer.param_groups[0]["lr"], time.perf_counter() - start)
+            for c in self.callbacks:
+                c.after_epoch(self, test_loss)
+            self._keep_lr_tensor()
+            record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, lr, time.perf_counter() - start)
             self.history.append(record)
             if self.verbose:
-                print(self._line(record), flush=True)
+                print(self.line(record), flush=True)
         return self.history
 
-    def _line(self, r: EpochRecord) -> str:
-        return (f"epoch {r.epoch:>2}  train loss {r.train_loss:.4f} acc {r.train_acc:6.2f}%  "
-                f"test loss {r.test_loss:.4f} acc {r.test_acc:6.2f}%  lr {r.lr:.3g}  {r.seconds:.1f}s")
+    def _desc(self, epoch: int, phase: str) -> str:
+        return f"{self.name + ' · ' if self.name else ''}epoch {epoch} {phase}"
+
+    def line(self, r: EpochRecord) -> str:
+        """The epoch's log line, as the notebook prints it (`kit check` reads it back)."""
+        return (f"{self.name + ' · ' if self.name else ''}epoch {r.epoch:>2}  train loss {r.train_loss:.4f} "
+                f"acc {r.train_acc:6.2f}%  test loss {r.test_loss:.4f} acc {r.test_acc:6.2f}%  lr {r.lr:.3g}  "
+                f"{r.seconds:.1f}s")
 
     @torch.no_grad()
     def misclassified(self, loader=None, limit: int = 25) -> Misclassified:
         """Collect up to `limit` test images that the model gets wrong."""
         model = self.eval_model
         model.eval()
+        loader = loader or self.test_loader
         images, predicted, target = [], [], []
         found = 0
-        for x, y in loader or self.test_loader:
-            with self._autocast():
-                pred = model(x).float().argmax(1)
+        for x, y in loader:
+            with self.autocast():
+                pred = model(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+                             ).float().argmax(1)
             wrong = pred != y
             images.append(x[wrong].float().cpu())
             predicted.append(pred[wrong].cpu())
@@ -387,4 +449,5 @@ class Trainer:
             if found >= limit:
                 break
         cat = lambda parts: torch.cat(parts)[:limit] if parts else torch.zeros(0)  # noqa: E731
-        return Misclassified(cat(images), cat(predicted), cat(target))
+        return Misclassified(cat(images), cat(predicted), cat(target), tuple(getattr(loader, "classes", ())),
+                             tuple(getattr(loader, "mean", (0.0,))), tuple(getattr(loader, "std", (1.0,))))

@@ -2,8 +2,9 @@
 
 An `Augment` says what to do (rotate by up to ±N degrees, shift, scale, crop,
 flip). The classic path turns it into per-image torchvision transforms on PIL
-images; the device-resident path applies it to a whole batch at once with
-`affine_grid`/`grid_sample` and tensor indexing. Both work on pixels in [0, 1]
+images; the device-resident path draws every random choice of an epoch on the
+device in one call (`plan`), then applies it to whole batches with
+`affine_grid`/`grid_sample` and tensor indexing (`apply`). Both work on pixels
 before normalisation and fill uncovered pixels with 0 (black).
 """
 from __future__ import annotations
@@ -30,6 +31,10 @@ class Augment:
             raise ValueError(f"Augment scale must be (low, high) with 0 < low <= high, got {self.scale}")
 
     @property
+    def changes_images(self) -> bool:
+        return self.is_affine or self.crop_padding > 0 or self.hflip
+
+    @property
     def is_affine(self) -> bool:
         return self.rotation > 0 or self.translate > 0 or self.scale != (1.0, 1.0)
 
@@ -53,63 +58,99 @@ class Augment:
             steps.append(T.RandomHorizontalFlip())
         return steps
 
-    # --- device-resident path: the whole batch at once ------------------------------
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Augment a float batch N x C x H x W (pixels in [0, 1]) on whatever device it is on.
+    # --- device-resident path: whole batches at once ----------------------------------
+    def plan(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None,
+             device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """Every random choice for `n` images of `size` (H, W), drawn on `device` in one call.
 
-        Random numbers are drawn on the CPU from `generator`, so a seed gives the
-        same augmentation on every device.
+        Returns the affine matrices ("theta", n x 2 x 3), crop offsets ("crop", n x 2) and flips
+        ("flip", n), each only where its range is not zero. Slice it to a batch and `apply` it.
         """
-        n = x.shape[0]
-        if self.crop_padding:
-            x = random_crop(x, self.crop_padding, generator)
+        h, w = size
+        parts = {"angle": self.rotation > 0, "dx": self.translate > 0, "dy": self.translate > 0,
+                 "zoom": self.scale != (1.0, 1.0), "crop_y": self.crop_padding > 0, "crop_x": self.crop_padding > 0,
+                 "flip": self.hflip}
+        names = [k for k, wanted in parts.items() if wanted]
+        if not names:
+            return {}
+        u = dict(zip(names, torch.rand(len(names), n, generator=generator, device=device)))
+        plan = {}
         if self.is_affine:
-            x = random_affine(x, self.rotation, self.translate, self.scale, generator)
+            between = lambda key, low, high: low + (high - low) * u[key] if key in u else None  # noqa: E731
+            angles = between("angle", -self.rotation, self.rotation)
+            zooms = between("zoom", *self.scale)
+            shifts = None
+            if "dx" in u:
+                shifts = torch.stack([between("dx", -self.translate, self.translate) * w,
+                                      between("dy", -self.translate, self.translate) * h], 1)
+            plan["theta"] = affine_matrices(n, (h, w), angles, shifts, zooms, device)
+        if self.crop_padding:
+            span = 2 * self.crop_padding + 1
+            plan["crop"] = torch.stack([u["crop_y"], u["crop_x"]], 1).mul(span).long().clamp_(max=span - 1)
         if self.hflip:
-            flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+            plan["flip"] = u["flip"] < 0.5
+        return plan
+
+    def apply(self, x: torch.Tensor, plan: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Apply a plan's choices (sliced to this batch) to a float batch N x C x H x W. Uncovered pixels are 0."""
+        if "crop" in plan:
+            x = crop(x, self.crop_padding, plan["crop"])
+        if "theta" in plan:
+            grid = F.affine_grid(plan["theta"].to(x.dtype), list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if "flip" in plan:
+            x = torch.where(plan["flip"][:, None, None, None], x.flip(3), x)
         return x
 
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment one float batch N x C x H x W (pixels in [0, 1]) on whatever device it is on."""
+        return self.apply(x, self.plan(x.shape[0], tuple(x.shape[-2:]), generator, x.device))
 
-def _uniform(n: int, low: float, high: float, generator) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float32)
 
-
-def random_affine(x: torch.Tensor, degrees: float, translate: float, scale: tuple[float, float],
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Rotate, shift and zoom every image of a batch by its own random amount."""
-    n, _, h, w = x.shape
-    angles = _uniform(n, -degrees, degrees, generator)
-    zooms = _uniform(n, scale[0], scale[1], generator)
-    shifts = torch.stack([_uniform(n, -translate, translate, generator) * w,
-                          _uniform(n, -translate, translate, generator) * h], 1)
-    return affine(x, angles, shifts, zooms)
+def affine_matrices(n: int, size: tuple[int, int], angles: torch.Tensor | None = None,
+                    shifts: torch.Tensor | None = None, zooms: torch.Tensor | None = None,
+                    device: str | torch.device = "cpu") -> torch.Tensor:
+    """The n x 2 x 3 matrices for `affine_grid` that rotate each image by `angles` (degrees,
+    counter-clockwise), zoom it by `zooms`, then shift it by `shifts` (n x 2: pixels right, pixels down).
+    A part that is None is left out."""
+    h, w = size
+    a = (angles.float() if angles is not None else torch.zeros(n, device=device)) * (math.pi / 180)
+    z = zooms.float() if zooms is not None else torch.ones(n, device=device)
+    cos, sin = torch.cos(a) / z, torch.sin(a) / z
+    # affine_grid wants the inverse map (output -> input) in coordinates that span
+    # [-1, 1] on both axes; h / w terms keep a rotation a rotation on non-square images.
+    if shifts is not None:
+        tx, ty = shifts[:, 0].float() * 2 / w, shifts[:, 1].float() * 2 / h
+    else:
+        tx = ty = torch.zeros(n, device=a.device)
+    return torch.stack([
+        torch.stack([cos, -sin * h / w, -(cos * tx - sin * ty * h / w)], 1),
+        torch.stack([sin * w / h, cos, -(sin * tx * w / h + cos * ty)], 1),
+    ], 1)
 
 
 def affine(x: torch.Tensor, angles: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor) -> torch.Tensor:
     """Rotate each image by `angles` (degrees, counter-clockwise), zoom it, then shift it by
     `shifts` (N x 2: pixels right, pixels down), filling uncovered pixels with 0."""
-    n, _, h, w = x.shape
-    a = angles.float() * (math.pi / 180)
-    cos, sin = torch.cos(a) / zooms, torch.sin(a) / zooms
-    # affine_grid wants the inverse map (output -> input) in coordinates that span
-    # [-1, 1] on both axes; h / w terms keep a rotation a rotation on non-square images.
-    tx, ty = shifts[:, 0] * 2 / w, shifts[:, 1] * 2 / h
-    theta = torch.stack([
-        torch.stack([cos, -sin * h / w, -(cos * tx - sin * ty * h / w)], 1),
-        torch.stack([sin * w / h, cos, -(sin * tx * w / h + cos * ty)], 1),
-    ], 1).to(device=x.device, dtype=x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    theta = affine_matrices(x.shape[0], tuple(x.shape[-2:]), angles.to(x.device), shifts.to(x.device),
+                            zooms.to(x.device))
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def crop(x: torch.Tensor, padding: int, offsets: torch.Tensor) -> torch.Tensor:
+    """Zero-pad every image by `padding`, then cut it back to size at its own offset (N x 2: rows, columns)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4).permute(0, 2, 3, 1)  # N x H' x W' x C: index rows and columns
+    rows = (offsets[:, :1] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (offsets[:, 1:] + torch.arange(w, device=x.device))[:, None, :]
+    images = torch.arange(n, device=x.device)[:, None, None]
+    return padded[images, rows, cols].permute(0, 3, 1, 2)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad every image by `padding`, then cut it back to size at its own random offset."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4).permute(0, 2, 3, 1)  # N x H' x W' x C: index rows and columns
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, :]
-    images = torch.arange(n, device=x.device)[:, None, None]
-    return padded[images, rows, cols].permute(0, 3, 1, 2)
+    if padding == 0:
+        return x
+    offsets = torch.randint(0, 2 * padding + 1, (x.shape[0], 2), generator=generator, device=x.device)
+    return crop(x, padding, offsets)

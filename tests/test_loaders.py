@@ -121,3 +121,36 @@ def test_make_loaders_rejects_unknown_path(toy):
 def test_limit_keeps_the_first_images(toy):
     train, test = make_loaders((toy, toy), limit=10, batch_size=4)
     assert sum(len(y) for _, y in train) == 10 and sum(len(y) for _, y in test) == 10
+
+
+def test_a_plan_draws_only_what_its_ranges_need():
+    assert Augment().plan(8, (28, 28)) == {}
+    assert set(Augment(rotation=7).plan(8, (28, 28))) == {"theta"}
+    assert set(Augment(crop_padding=2, hflip=True).plan(8, (28, 28))) == {"crop", "flip"}
+
+
+def test_a_plan_stays_within_its_ranges():
+    plan = Augment(rotation=7, scale=(0.9, 1.1)).plan(2000, (28, 28), torch.Generator().manual_seed(0))
+    theta = plan["theta"]
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    zooms = 1 / torch.hypot(theta[:, 0, 0], theta[:, 1, 0])
+    assert angles.abs().max() <= 7 + 1e-4 and angles.abs().max() > 6.5
+    assert 0.9 - 1e-5 <= zooms.min() and zooms.max() <= 1.1 + 1e-5
+    crop = Augment(crop_padding=2).plan(2000, (8, 8), torch.Generator().manual_seed(0))["crop"]
+    assert crop.min() == 0 and crop.max() == 4
+
+
+def test_an_epoch_draws_its_augmentation_once(toy, monkeypatch):
+    train, _ = pair(toy, "device", augment=Augment(rotation=10))
+    calls = []
+    original = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: (calls.append(a), original(*a, **k))[1])
+    batches = list(train)
+    assert len(batches) == 4 and len(calls) == 1  # one draw for the whole epoch, not one per batch
+
+
+def test_test_batches_are_sized_for_the_device(toy):
+    _, test = make_loaders((toy, toy), device="cpu")
+    assert test.batch_size == 256
+    train, _ = make_loaders((toy, toy))
+    assert train.device == torch.device("cpu")  # "auto" on a machine without a GPU

@@ -4,7 +4,7 @@ import torch
 from kit import plots
 from kit.models import CompactNet, count_parameters
 from kit.summary import summary
-from kit.train import EpochRecord, History, Misclassified
+from kit.history import EpochRecord, History, Misclassified
 
 
 def test_curves_returns_and_saves_a_figure(tmp_path):
@@ -23,9 +23,21 @@ def test_sample_grid_has_labels(toy, tmp_path):
 
 
 def test_misclassified_grid_says_predicted_and_true():
-    m = Misclassified(torch.zeros(3, 3, 8, 8), torch.tensor([1, 2, 0]), torch.tensor([0, 0, 1]))
-    fig = plots.misclassified(m, ["cat", "dog", "eel"], (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    m = Misclassified(torch.zeros(3, 3, 8, 8), torch.tensor([1, 2, 0]), torch.tensor([0, 0, 1]),
+                      ("cat", "dog", "eel"), (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    fig = plots.misclassified(m)
     assert fig.axes[0].get_title() == "dog (true cat)"
+
+
+def test_misclassified_takes_the_trainer_that_knows_its_test_data(toy):
+    import kit
+
+    train, test = kit.make_loaders((toy, toy), batch_size=16, device="cpu")
+    model = torch.nn.Sequential(kit.ConvBlock(1, 8, padding=1), kit.ConvBlock(8, 8), kit.GapHead(8, 4))
+    trainer = kit.Trainer(model, train, test, epochs=1, verbose=False)
+    fig = plots.misclassified(trainer, n=6)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert 0 < len(titles) <= 6 and all("(true c" in t for t in titles)
 
 
 def test_summary_counts_what_count_parameters_counts():

@@ -1,12 +1,16 @@
-"""kit.Budget and the metrics a run records."""
+"""kit.Budget, the record's schema, and the Result that `result()` prints from it."""
 import json
-from types import SimpleNamespace
 
 import pytest
+import torch
 from torch import nn
 
-from kit.record import Budget, metrics, result, save_metrics
-from kit.train import EpochRecord, History
+import kit
+from kit.history import EpochRecord, History
+from kit.record import SCHEMA, Budget, Environment, Record, RecordError, Run, markdown, result
+from kit.train import Trainer
+
+from conftest import make_imageset
 
 
 def history(accs):
@@ -32,54 +36,114 @@ def test_budget_rejects_nonsense():
         Budget(8000, 15, 140)
     with pytest.raises(ValueError, match="consistent_epochs"):
         Budget(8000, 3, 99.4, consistent_epochs=4)
+    with pytest.raises(ValueError, match="max_parameters, max_epochs"):
+        Budget.from_dict({"max_params": 8000, "max_epochs": 15, "target_test_acc": 99.4})
 
 
-def test_metrics_record_and_atomic_save(tmp_path):
-    record = metrics(history([98.0, 99.0]), nn.Linear(2, 2), device="cpu", seed=1, seconds=2.0,
-                     budget=Budget(100, 5, 90.0))
-    assert (record["parameters"], record["best_test_acc"], record["best_test_epoch"]) == (6, 99.0, 2)
-    assert record["budget"]["max_epochs"] == 5 and len(record["history"]) == 2
-    save_metrics(tmp_path / "m.json", record)
-    assert json.loads((tmp_path / "m.json").read_text()) == record
-    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
-    save_metrics(None, record)  # no path: nothing written, no error
+def fitted(epochs=2, name="", model=None):
+    d = make_imageset(n=64)
+    train, test = kit.make_loaders((d, d), batch_size=16, device="cpu", seed=3)
+    t = Trainer(model or nn.Sequential(kit.ConvBlock(1, 4), kit.GapHead(4, 4)), train, test, epochs=epochs,
+                lr=0.05, verbose=False, name=name)
+    t.fit()
+    return t
 
 
-class _Trained:
-    """What result() reads of a Trainer: its model, device and history."""
+def test_a_run_derives_every_claim_from_its_history():
+    run = Run("", 7000, 7000, history([98.0, 99.5, 99.41]), Budget(8000, 3, 99.4, 2))
+    d = run.derived()
+    assert (d["epochs"], d["best_test_acc"], d["best_test_epoch"]) == (3, 99.5, 2)
+    assert d["last_test_acc"] == [99.5, 99.41] and d["budget_misses"] == {}
 
-    def __init__(self, accs, params=2):
-        self.model, self.device, self.history = nn.Linear(params - 1, 1), "cpu", history(accs)
-        self.train_loader = SimpleNamespace(name="toy")
+
+def test_the_record_round_trips_through_json(tmp_path):
+    Trainer.forget_fitted()
+    t = fitted()
+    record = result(t, budget=Budget(100, 5, 50.0, 1), path=tmp_path / "m.json")
+    back = Record.load(tmp_path / "m.json")
+    assert back.to_dict() == record.to_dict()
+    d = json.loads((tmp_path / "m.json").read_text())
+    assert d["schema"] == SCHEMA and d["runs"][0]["seed"] == 3 and d["runs"][0]["data"] == "toy"
+    assert d["runs"][0]["derived"]["epochs"] == 2 and len(d["runs"][0]["history"]) == 2
+    env = d["environment"]
+    assert env["device"] == "cpu" and env["threads"] >= 1 and env["torch"] == torch.__version__
+    assert "train.py" in env["kit_code"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]  # written atomically, nothing left beside it
 
 
-def test_result_records_one_run_and_prints_its_claims(tmp_path, capsys):
-    budget = Budget(100, 5, 99.0, consistent_epochs=2)
-    record = result(_Trained([98.0, 99.1, 99.2]), budget=budget, seed=3, quick=False, path=tmp_path / "m.json")
-    assert json.loads((tmp_path / "m.json").read_text()) == record
-    assert (record["seed"], record["quick"], record["seconds"], record["best_test_epoch"]) == (3, False, 3.0, 3)
-    assert record["data"] == "toy"
-    assert "runs" not in record
+def test_every_parameter_counts_frozen_ones_too():
+    model = nn.Sequential(kit.ConvBlock(1, 4), kit.GapHead(4, 4))
+    model[0].conv.weight.requires_grad_(False)
+    Trainer.forget_fitted()
+    record = result(fitted(model=model), budget=None)
+    run = record.runs[0]
+    assert run.parameters == 36 + 8 + 16 and run.trainable_parameters == 8 + 16
+
+
+def test_a_trainer_fitted_but_not_reported_is_recorded_and_counts():
+    Trainer.forget_fitted()
+    warm_up, main = fitted(epochs=1), fitted(epochs=2)
+    record = result(main, budget=None)
+    assert [(r.name, r.reported, r.epochs) for r in record.runs] == [("", True, 2), ("unreported trainer 1", False, 1)]
+    assert warm_up.history  # still alive: it was recorded because it lives
+
+
+def test_result_prints_the_canonical_form(capsys):
+    Trainer.forget_fitted()
+    record = result(fitted(epochs=3), budget=Budget(100, 5, 0.1, consistent_epochs=2))
     out = capsys.readouterr().out
-    assert "Best test accuracy: 99.20% (epoch 3)" in out and "Budget: met" in out
+    d = record.runs[0].derived()
+    assert f"- Best test accuracy: {d['best_test_acc']:.2f}% (epoch {d['best_test_epoch']})" in out
+    assert "- Last 2 test accuracies: " in out and "- Budget: met" in out and "- 3 epochs in" in out
 
 
-def test_result_of_several_runs_holds_the_named_ones_to_the_budget(capsys):
-    budget = Budget(100, 5, 99.0, consistent_epochs=1)
-    runs = {"teacher": _Trained([97.0, 98.0], params=500), "student": _Trained([98.5, 99.3])}
-    record = result(runs, budget=budget, seed=1, quick=False, held_to_budget=["student"])
-    assert [r["name"] for r in record["runs"]] == ["teacher", "student"]
-    assert record["parameters"] == 500 and record["runs"][0]["budget"] is None and record["runs"][1]["budget"]
+def test_several_runs_print_a_table_with_each_runs_verdict(capsys):
+    Trainer.forget_fitted()
+    runs = {"teacher": fitted(name="teacher"), "student": fitted(name="student")}
+    record = result(runs, budget=Budget(100, 5, 99.99, 1), held_to_budget=["student"], headline="student")
     out = capsys.readouterr().out
-    assert "teacher\n  Parameters: 500" in out and out.count("Budget: met") == 1
-    assert result(runs, budget=budget, seed=1, quick=False, headline="student")["parameters"] == 2
+    lines = [line for line in out.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| run | parameters |") and "last 1 test accuracy |" in lines[0]
+    assert lines[1].startswith("| student |") and "| missed (the last 1 test accuracies are " in lines[1]
+    assert lines[2].startswith("| teacher |") and lines[2].endswith("| — |")
+    assert record.headline == "student" and record.head.name == "student"
     with pytest.raises(ValueError, match="headline 'pupil'"):
-        result(runs, budget=budget, seed=1, quick=False, headline="pupil")
+        result(runs, budget=None, headline="pupil")
     with pytest.raises(ValueError, match="held_to_budget names"):
-        result(runs, budget=budget, seed=1, quick=False, held_to_budget=["assistant"])
+        result(runs, budget=None, held_to_budget=["assistant"])
+
+
+def test_runs_over_seeds_get_their_mean_and_spread():
+    runs = [Run(f"{name} · seed {s}", 10, 10, history([80.0, base + s]), seed=s) for name, base in (("a", 90), ("b", 95))
+            for s in (1, 2, 3)]
+    text = markdown(Record(runs=runs, quick=False))
+    assert "Over seeds 1, 2, 3 (mean ± standard deviation):" in text
+    assert "| a | 92.00 ± 1.00% | 92.00 ± 1.00% |" in text and "| b | 97.00 ± 1.00% |" in text
 
 
 def test_a_smoke_run_says_so_and_is_not_judged(capsys):
-    result(_Trained([50.0]), budget=Budget(100, 5, 99.0, 1), seed=1, quick=True)
+    Trainer.forget_fitted()
+    result(fitted(epochs=1), budget=Budget(100, 5, 99.0, 1), quick=True)
     out = capsys.readouterr().out
     assert out.startswith("Smoke run") and "Budget" not in out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "must be a JSON object"),
+    ('{"schema": 1, "runs": []}', "schema 1; this kit reads schema 2"),
+    ('{"schema": 2, "runs": []}', "has no runs"),
+    ('{"schema": 2, "runs": [{"name": ""}]}', "at least history, name, parameters"),
+    ('{"schema": 2, "runs": [{"name": "", "parameters": 1, "history": [{"epoch": 1}]}]}', "its history is not"),
+    ("{not json", "is not valid JSON"),
+])
+def test_a_broken_record_is_named_with_what_is_wrong(tmp_path, content, message):
+    path = tmp_path / "x.metrics.json"
+    path.write_text(content)
+    with pytest.raises(RecordError, match=message):
+        Record.load(path)
+
+
+def test_the_environment_says_what_produced_a_run():
+    env = Environment.here("cpu")
+    text = env.describe()
+    assert env.device == "cpu" and env.device_name and f"torch {torch.__version__}" in text and "thread" in text

@@ -63,7 +63,7 @@ class LighterNet(nn.Module):
     """Steps 3-5: the skeleton with 10-20 channels instead of 32-128.
 
     Step 3 trains it as it is; step 4 adds batch normalisation (`norm="batch"`);
-    step 5 adds dropout after every block (`dropout=0.1`).
+    step 5 adds dropout after every block (`dropout=0.05`), which steps 6-10 keep.
     """
 
     def __init__(self, norm: str = "none", dropout: float = 0.0, n_classes: int = 10):
@@ -88,7 +88,7 @@ class LighterNet(nn.Module):
 class GapNet(nn.Module):
     """Step 6: step 5's model with global average pooling in place of the big 7x7 kernel."""
 
-    def __init__(self, norm: str = "batch", dropout: float = 0.1, n_classes: int = 10):
+    def __init__(self, norm: str = "batch", dropout: float = 0.05, n_classes: int = 10):
         super().__init__()
         block = lambda i, o, k=3: ConvBlock(i, o, k, norm=norm, dropout=dropout)  # noqa: E731
         self.features = nn.Sequential(
@@ -109,7 +109,7 @@ class GapNet(nn.Module):
 class CapacityNet(nn.Module):
     """Step 7: more channels, and one more block at the end, before GAP."""
 
-    def __init__(self, norm: str = "batch", dropout: float = 0.1, n_classes: int = 10):
+    def __init__(self, norm: str = "batch", dropout: float = 0.05, n_classes: int = 10):
         super().__init__()
         block = lambda i, o, k=3, p=0: ConvBlock(i, o, k, padding=p, norm=norm, dropout=dropout)  # noqa: E731
         self.features = nn.Sequential(

@@ -12,17 +12,19 @@ class NormNet(nn.Module):
 
     C1 C2 c3 P1 C4 C5 C6 c7 P2 C8 C9 C10 GAP c11, where C is a 3x3 ConvBlock, c a 1x1
     one and P a max-pool; C5, C6, C9 and C10 add their input back (conv -> norm ->
-    +x -> ReLU -> dropout). Output sizes and receptive fields are for a 32 x 32 input.
+    +x -> ReLU -> dropout). Output sizes and receptive fields are for a 32 x 32 input
+    (CIFAR-10); `channels` is 1 for a grey stand-in such as Fashion-MNIST.
     """
 
-    def __init__(self, norm: str = "batch", groups: int = 4, dropout: float = 0.05, n_classes: int = 10):
+    def __init__(self, norm: str = "batch", groups: int = 4, dropout: float = 0.05, n_classes: int = 10,
+                 channels: int = 3):
         super().__init__()
 
         def block(i, o, k=3, p=0, residual=False):
             return ConvBlock(i, o, k, padding=p, norm=norm, groups=groups, dropout=dropout, residual=residual)
 
         self.features = nn.Sequential(
-            block(3, 12),                        # C1  30, RF 3
+            block(channels, 12),                 # C1  30, RF 3
             block(12, 24),                       # C2  28, RF 5
             block(24, 12, 1),                    # c3  28, RF 5
             nn.MaxPool2d(2),                     # P1  14, RF 6
