@@ -20,8 +20,8 @@ benchmarks/RESULTS.md, in a section of their own per device (a CPU, each GPU mod
 from __future__ import annotations
 
 import ast
+import json
 import os
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -132,7 +132,8 @@ def default_paths(device: torch.device) -> list[str]:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device_name(device)} (CUDA)"
-    return f"CPU: {device_name(device)}, {torch.get_num_threads()} threads, {os.cpu_count()} cores"
+    n = torch.get_num_threads()
+    return f"CPU: {device_name(device)}, {n} thread{'s' * (n != 1)}, {os.cpu_count()} cores"
 
 
 def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None, seed: int = 0,
@@ -144,6 +145,7 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
         raise ValueError(f"unknown path(s) {unknown}; choose from {list(PATHS)}")
     if device.type != "cuda" and "device + CUDA graph" in paths:
         raise ValueError("the CUDA-graph path needs a CUDA device")
+    _started["at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     net, lr = solution_model()
     train_set, test_set = load("mnist", "train", root), load("mnist", "test", root)
     if limit:
@@ -179,27 +181,50 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
     return timings
 
 
-def _section(where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float) -> str:
-    classic = timings.get("classic")
-    rows = "\n".join(
-        f"| {t.path} | {t.train_seconds:.2f} | {t.first_epoch:.2f} | {t.test_seconds:.2f} | {t.total:.1f} | "
-        f"{t.images_per_second:,.0f} | {(t.images_per_second / classic.images_per_second) if classic else float('nan'):.1f}× | "
-        f"{', '.join(f'{a:.2f}' for a in t.test_accs[-3:])} |"
-        for t in timings.values())
-    return (f"## {where}\n\nWritten by `python -m kit bench` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, "
-            f"torch {torch.__version__}: the solution's step-4 model "
-            f"({sum(p.numel() for p in net().parameters()):,} parameters) on {n:,} MNIST training images, batch {BATCH}, "
-            f"random affine augmentation, one-cycle to lr {lr}, {epochs} epochs per path, one process.\n\n"
-            "| path | train s | 1st epoch s | test s | total s | train img/s | × classic | test acc, last 3 |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---|\n"
-            f"{rows}\n")
+def _row(t: Timing, when: str) -> dict:
+    return {"path": t.path, "train_seconds": round(t.train_seconds, 2), "first_epoch": round(t.first_epoch, 2),
+            "test_seconds": round(t.test_seconds, 2), "total": round(t.total, 1),
+            "images_per_second": round(t.images_per_second), "test_accs": [round(a, 2) for a in t.test_accs],
+            "measured": when}
+
+
+def _section(where: str, info: dict) -> str:
+    rows = info["rows"]
+    classic = next((r for r in rows if r["path"] == "classic"), None)
+    stamps = sorted({r["measured"] for r in rows})
+    lines = []
+    for r in rows:
+        ratio = f"{r['images_per_second'] / classic['images_per_second']:.1f}×" if classic else "—"
+        lines.append(f"| {r['path']} | {r['train_seconds']:.2f} | {r['first_epoch']:.2f} | {r['test_seconds']:.2f} | "
+                     f"{r['total']:.1f} | {r['images_per_second']:,} | {ratio} | "
+                     f"{', '.join(f'{a:.2f}' for a in r['test_accs'][-3:])} | {r['measured']} |")
+    note = ("" if len(stamps) == 1 else
+            f"\nThe rows come from {len(stamps)} runs of `kit bench` (see *measured*); each run is one process, so "
+            "ratios between rows of different runs compare separate processes on the same kind of device.\n")
+    return (f"## {where}\n\n{info['what']}\n{note}\n"
+            "| path | train s | 1st epoch s | test s | total s | train img/s | × classic | test acc, last 3 | measured |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float) -> None:
-    """Replace this device's section of RESULTS.md (or add it); the other devices' sections stay."""
-    text = path.read_text() if path.exists() else ""
-    head = "# Benchmarks\n\nOne section per device, each written by `python -m kit bench` there.\n"
-    sections = re.split(r"(?m)^(?=## )", text)
-    kept = [s for s in sections[1:] if not s.startswith(f"## {where}\n")]  # sections[0]: the heading, rewritten
-    new = _section(where, timings, epochs, n, net, lr)
-    write_text(path, head + "\n" + "\n".join(s.rstrip() + "\n" for s in sorted([*kept, new])))
+    """Record this run's rows in the device's section of RESULTS.md and its JSON twin (results.json beside it):
+    a path measured again replaces its row; the other devices' sections, and rows of paths not measured now, stay."""
+    twin = path.with_name("results.json")
+    data = json.loads(twin.read_text()) if twin.exists() else {}
+    when = _started.get("at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    what = (f"The solution's step-4 model ({sum(p.numel() for p in net().parameters()):,} parameters) on {n:,} MNIST "
+            f"training images, batch {BATCH}, random affine augmentation, one-cycle to lr {lr}, {epochs} epochs per "
+            f"path; torch {torch.__version__}.")
+    info = data.setdefault(where, {"what": what, "rows": []})
+    info["what"] = what
+    fresh = {name: _row(t, when) for name, t in timings.items()}
+    info["rows"] = [fresh.pop(r["path"]) if r["path"] in fresh else r for r in info["rows"]] + list(fresh.values())
+    order = list(PATHS)
+    info["rows"].sort(key=lambda r: order.index(r["path"]) if r["path"] in order else len(order))
+    write_text(twin, json.dumps(data, indent=1))
+    head = ("# Benchmarks\n\nOne section per device, each written by `python -m kit bench` there (the figures are "
+            "also in [results.json](results.json)).\n")
+    write_text(path, head + "\n" + "\n".join(_section(w, data[w]) for w in sorted(data)))
+
+
+_started: dict = {}  # the time this process's bench began: every row it writes carries it

@@ -218,14 +218,17 @@ class Trainer:
         if isinstance(optimizer, torch.optim.Optimizer):
             return optimizer
         params = self.model.parameters()
-        # A captured graph reads the learning rate from a device tensor, which schedulers update in place.
-        rate = torch.tensor(float(lr), device=self.device) if self.graph else lr
+        # On CUDA the update is one fused kernel that reads the learning rate from a device tensor (schedulers
+        # fill it in place): no host sync, and a captured graph sees every new rate. Eager and captured steps
+        # then run the same kernels, so they give the same numbers.
+        cuda = self.device.type == "cuda"
+        rate = torch.tensor(float(lr), device=self.device) if cuda else lr
         if optimizer == "sgd":
             return torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=weight_decay,
-                                   **({"fused": True} if self.graph else {}))
+                                   **({"fused": True} if cuda else {}))
         if optimizer == "adam":
             return torch.optim.Adam(params, lr=rate, weight_decay=weight_decay,
-                                    **({"capturable": True} if self.graph else {}))
+                                    **({"capturable": True} if cuda else {}))
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
 
     def autocast(self):
@@ -318,7 +321,7 @@ class Trainer:
     def _keep_lr_tensor(self) -> None:
         """A scheduler that assigns a new rate instead of filling the tensor: copy it into the tensor the graph reads."""
         group = self.optimizer.param_groups[0]
-        if self.graph and group["lr"] is not self._lr:
+        if torch.is_tensor(self._lr) and group["lr"] is not self._lr:
             self._lr.fill_(float(group["lr"]))
             group["lr"] = self._lr
 

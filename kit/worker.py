@@ -125,6 +125,8 @@ def execute(notebook: Path, out: Path, stage: Path, parameters: dict, start_time
     stem = notebook.stem
     executed, record = stage / notebook.name, stage / f"{stem}.metrics.json"
     os.environ[RECORD_ENV] = str(record.resolve())  # the kernel inherits it
+    # Figures go into the report whatever backend the caller's shell chose (MPLBACKEND=Agg shows nothing).
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     start = time.perf_counter()
     try:
         pm.execute_notebook(

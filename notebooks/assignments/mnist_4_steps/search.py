@@ -115,6 +115,7 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
     return {"candidate": name, "spec": spec, "recipe": recipe_name, "parameters": kit.count_parameters(model),
             "seed": seed,
             "device": setup.environment.device_name, "torch": setup.environment.torch,
+            "step": "CUDA graph" if trainer.graph else "eager",
             "seconds": round(sum(h.column("seconds")), 1), "test_acc": h.column("test_acc"),
             "train_acc": h.column("train_acc"), "last3": h.last(3),
             "meets": not TARGET.misses(parameters=kit.count_parameters(model), epochs=len(h),
