@@ -89,6 +89,15 @@ def _bench(args) -> int:
     return 0
 
 
+def _grade(args) -> int:
+    from kit.grade import grade, markdown
+
+    rows, out = grade(args.submission, device=args.device, out=args.out, quick=args.quick, tolerance=args.tolerance)
+    print(markdown(rows, __import__("pathlib").Path(args.submission)))
+    print(f"the fresh run and the sheet (grade.md, grade.csv) are in {out}")
+    return 0 if all(r.held for r in rows) else 1
+
+
 def _check(args) -> int:
     from kit.check import check
 
@@ -129,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = commands.add_parser("check", help="validate notebooks: sections, budget, claims, sanity, assignment rules")
     c.add_argument("paths", nargs="+", help="notebooks or folders (source or executed)")
     c.set_defaults(run=_check)
+
+    g = commands.add_parser("grade", help="re-run a submission and judge every rule and claim against the fresh run")
+    g.add_argument("submission", help="the submission's folder (a filled-in copy of an assignment's template)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    g.add_argument("--out", help="where the fresh run and the sheet go (default: grades/SUBMISSION_NAME)")
+    g.add_argument("--quick", action="store_true", help="smoke runs: judge structure, steps and sizes, not accuracies")
+    g.add_argument("--tolerance", type=float,
+                   help="accuracy points a claim may differ by (default: 0 where the submission's own run came from "
+                        "the same kind of device, threads and versions, else 0.15)")
+    g.set_defaults(run=_grade)
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
     r.add_argument("notebooks", nargs="*",

@@ -1,36 +1,39 @@
 """`python -m kit check PATH ...`: keep notebooks honest.
 
-Each rule reads a notebook (source or executed by `python -m kit run`) and,
-where one exists, the metrics its run recorded; each violation is one line,
-`PATH: RULE: message`. Rules:
+Each rule reads a notebook (source or executed by `python -m kit run`), its
+record (NAME.metrics.json, see kit.record) and, where there is one, the
+executed notebook the record came from; each violation is one line,
+`PATH: RULE: message`. The rules:
 
-structure/sections    Target, Result and Analysis Markdown cells, in that order, filled in
-structure/parameters  exactly one cell tagged `parameters`
-structure/outputs     a source notebook carries no outputs and no execution counts
-structure/colab-badge the Colab badge opens this notebook from the configured repository
-structure/colab-install  the Colab set-up cell installs the kit from the configured repository
-budget/declared       exactly one `budget = kit.Budget(...)` with literal arguments
-budget/parameters     recorded (and, where a `model`-tagged cell builds it, counted) parameters within budget
-budget/epochs         epochs used within budget
-budget/consistency    each of the last K epochs at or above the target test accuracy
-                      (for every run held to the budget, where a notebook trains several);
-                      a missed budget passes only where the Result says it is missed
-claims/budget         a Result that calls a missed budget met, or a met one missed
-claims/unverified     a Result with no recorded metrics to confirm it
-claims/missing        a Result that leaves out parameters, best train or best test accuracy
-claims/parameters, claims/best-train, claims/best-train-epoch, claims/best-test, claims/best-test-epoch
-                      the Result agrees with the metrics to the precision it prints
-claims/runs           a notebook that trains several runs reports each on a line starting with its name
-sanity/non-finite-loss, sanity/accuracy-with-nan-loss, sanity/perfect-accuracy
-report/stale-code     a source notebook's report in reports/ ran exactly this notebook's code
-report/stale-text     ... and shows its Markdown (refresh with `python -m kit run NOTEBOOK --text-only`)
-assignment/steps      a folder with assignment.json holds exactly its number of step notebooks
-assignment/rf-table   every step shows a receptive-field table
-assignment/budget     the last step declares a budget at least as strict as assignment.json's "budget",
-                      and its run (each run held to it) meets that budget
+structure/sections     Target, Result and Analysis, in that order, filled in (headings such as `## Result`,
+                       `**Result**`, `## Results` or `## Result (reference run)` all count)
+structure/parameters   exactly one cell tagged `parameters`
+structure/outputs      a source notebook carries no outputs and no execution counts
+structure/colab-badge, structure/colab-install   the Colab badge opens this notebook; the set-up installs the kit
+budget/declared        exactly one `budget = kit.Budget(...)` with literal arguments
+budget/parameters, budget/epochs, budget/consistency
+                       every run held to the budget meets it (every parameter counts, frozen ones too; every
+                       Trainer fitted on a model counts toward its epochs), unless the Result says it is missed
+budget/unreported      a Trainer was fitted but not passed to result()
+claims/*               the Result's claims (parameters, best accuracies and their epochs, the last K test
+                       accuracies, the budget's verdict as a fixed phrase) agree with the record; every other
+                       number of the Result is one the record holds or derives (claims/untied); an Analysis states
+                       only figures of this record or of a report its paragraph links to (claims/analysis);
+                       a smoke run's record confirms nothing (claims/unverified)
+evidence/*             the record agrees with the executed notebook: its printed epoch lines, and the parameters
+                       papermill injected (kit.evidence)
+report/*               a source notebook's report ran exactly its code, shows its Markdown, and was made by the
+                       kit's current numbers (kit.record.NUMBERS)
+record/unreadable      the record is not a record of this kit's schema
+sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
+                       no accuracy off the grid of the test set's size
+assignment/*           a folder with assignment.json is judged by the instructor's rules that ship with the kit
+                       (kit/assignments/NAME.json): exactly its number of steps (sub-folders count), an RF table
+                       in each, and a last step whose every run meets a budget at least as strict
 
-A folder named `template` is skipped when a parent folder is checked (a template
-fails until it is filled); name it to check it.
+A folder named `template` is skipped when a folder above it is checked (a template fails until it is
+filled); name it to check it. The checker runs no notebook code in its own process: `model` cells are
+built in a subprocess, with a time limit, in an empty working folder.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import json
 import math
 import os
 import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,8 @@ TEMPLATE = "template"  # a folder of student templates: checked only when named,
 PLACEHOLDER = re.compile(r"\bTODO\b|\bTBD\b|\bFILL ME\b|<[^>]*fill[^>]*>|\.\.\.\s*$|^\s*-\s*$", re.I | re.M)
 INSTALL = re.compile(r"git\+https://github\.com/([^/\s@\"']+/[^/\s@\"']+?)(?:\.git)?@([^\s\"'#]+)")
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/([^/\s)]+/[^/\s)]+)/blob/[^/\s)]+/([^\s)]+\.ipynb)")
+ASSIGNMENTS = Path(__file__).resolve().parent / "assignments"  # the instructor's rules, shipped with the kit
+MODEL_TIMEOUT = 120  # seconds the `model` cells of all notebooks checked at once may take to build
 
 
 @dataclass(frozen=True)
@@ -65,20 +71,32 @@ class Violation:
         return f"{self.path}: {self.rule}: {self.message}"
 
 
-# --- reading a notebook ---------------------------------------------------------------
+# --- reading a notebook ---------------------------------------------------------------------
 
 def _heading(cell) -> str | None:
-    """The title of a Markdown cell that starts with a heading, e.g. '## Result' -> 'Result'."""
-    if cell.cell_type != "markdown":
+    """A Markdown cell's title: '## Result', '**Result**', '## Results:' and '## Result (reference run)' -> 'Result'."""
+    if cell.cell_type != "markdown" or not cell.source.strip():
         return None
-    first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-    m = re.match(r"#+\s*(.+?)\s*:?\s*$", first)
-    return m.group(1).strip() if m else None
+    first = re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip().splitlines()
+    if not first:
+        return None
+    m = re.match(r"(?:#+\s*|\*\*|__)\s*(.+?)\s*(?:\*\*|__)?\s*:?\s*(?:\*\*|__)?\s*$", first[0])
+    if not m or not (first[0].startswith("#") or first[0].startswith(("**", "__"))):
+        return None
+    title = re.sub(r"\s*\(.*\)\s*$", "", m.group(1)).strip(" *_:")
+    for section in SECTIONS:
+        if title.lower() in (section.lower(), section.lower() + "s", section.lower() + "es"):
+            return section
+    return title
 
 
 def _body(cell) -> str:
-    lines = cell.source.strip().splitlines()
+    lines = re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip().splitlines()
     return "\n".join(lines[1:]).strip()
+
+
+def section(nb, name: str):
+    return next((c for c in nb.cells if _heading(c) == name), None)
 
 
 def is_executed(nb) -> bool:
@@ -86,7 +104,7 @@ def is_executed(nb) -> bool:
 
 
 def metrics_path(path: Path) -> Path | None:
-    """The metrics of this notebook's run: beside it, else in its report folder (see kit.files.report_folder)."""
+    """The record of this notebook's run: beside it, else in its report folder (see kit.files.report_folder)."""
     beside = path.with_name(f"{path.stem}.metrics.json")
     if beside.exists():
         return beside
@@ -94,6 +112,22 @@ def metrics_path(path: Path) -> Path | None:
     if folder is not None and (folder / beside.name).exists():
         return folder / beside.name
     return None
+
+
+def report_path(path: Path) -> Path | None:
+    """The executed copy of a source notebook, in its report folder, if there is one."""
+    folder = report_folder(path)
+    return folder / path.name if folder is not None and (folder / path.name).exists() else None
+
+
+def ran_cells(nb) -> list:
+    """A notebook's cells without the one papermill injects after `parameters`."""
+    return [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+
+
+def _python_only(source: str) -> str:
+    """Cell source without IPython magics and shell escapes."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
 def declared_budget(nb) -> tuple[list, list[str]]:
@@ -120,114 +154,93 @@ def declared_budget(nb) -> tuple[list, list[str]]:
     return found, problems
 
 
-def _python_only(source: str) -> str:
-    """Cell source without IPython magics and shell escapes."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+# --- model cells, built in a subprocess ----------------------------------------------------------
+
+BUILD = r"""
+import json, os, sys, tempfile
+os.chdir(tempfile.mkdtemp(prefix="kit-model-"))
+import torch
+from torch import nn
+import kit
+out = {}
+for key, source in json.loads(sys.stdin.read()).items():
+    namespace = {"torch": torch, "nn": nn, "F": torch.nn.functional, "kit": kit}
+    try:
+        exec(compile(source, "<model cell>", "exec"), namespace)
+        model = namespace.get("model")
+        if not isinstance(model, nn.Module):
+            raise ValueError("the cells tagged `model` must leave an nn.Module named `model`")
+        out[key] = {"parameters": sum(p.numel() for p in model.parameters())}
+    except Exception as e:
+        out[key] = {"error": f"{type(e).__name__}: {e}"}
+print(json.dumps(out))
+"""
+
+
+def model_sources(nb) -> str | None:
+    cells = [c for c in nb.cells if c.cell_type == "code" and "model" in c.metadata.get("tags", [])]
+    return "\n".join(_python_only(c.source) for c in cells) if cells else None
+
+
+def build_models(sources: dict[str, str]) -> dict[str, dict]:
+    """Build each notebook's `model` cells in one subprocess (no notebook code runs in the checker's own)."""
+    if not sources:
+        return {}
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]),
+           "OMP_NUM_THREADS": "1"}
+    try:
+        done = subprocess.run([sys.executable, "-c", BUILD], input=json.dumps(sources), capture_output=True, text=True,
+                              timeout=MODEL_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        return {k: {"error": f"building the models took over {MODEL_TIMEOUT} s; stopped"} for k in sources}
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        return {k: {"error": f"the model-building process failed: {tail[0]}"} for k in sources}
+
+
+def _sources(notebooks: list[Path]) -> dict[str, str]:
+    """The `model` cells of the source notebooks among these (an executed copy's record says what it trained)."""
+    out = {}
+    for path in notebooks:
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:
+            continue  # structure/readable reports it
+        if not is_executed(nb) and (source := model_sources(nb)):
+            out[str(path)] = source
+    return out
 
 
 def count_model_parameters(nb) -> int | None:
-    """Build the model from the cells tagged `model` (no training) and count its parameters."""
-    cells = [c for c in nb.cells if c.cell_type == "code" and "model" in c.metadata.get("tags", [])]
-    if not cells:
+    """Build the model from the cells tagged `model` (in a subprocess, no training) and count its parameters."""
+    source = model_sources(nb)
+    if source is None:
         return None
-    import torch  # noqa: F401  (the cells may use these names)
-    from torch import nn
-
-    import kit  # noqa: F401
-
-    namespace = {"torch": torch, "nn": nn, "F": torch.nn.functional, "kit": kit}
-    for c in cells:
-        exec(compile(_python_only(c.source), "<model cell>", "exec"), namespace)
-    model = namespace.get("model")
-    if not isinstance(model, nn.Module):
-        raise ValueError("the cells tagged `model` must leave an nn.Module named `model`")
-    return kit.count_parameters(model)
+    built = build_models({"model": source})["model"]
+    if "error" in built:
+        raise ValueError(built["error"])
+    return built["parameters"]
 
 
-# --- the Result cell ---------------------------------------------------------------------
-
-NUMBER = r"(\d[\d,]*(?:\.\d+)?)\s*([kKmM]?)"
-EPOCH = r"(?:\s*\(\s*(?:epoch\s*)?(\d+)(?:st|nd|rd|th)?(?:\s*epoch)?\s*\))?"  # "(epoch 14)", "(14th epoch)"
-CLAIMS = {
-    "parameters": re.compile(r"param(?:eter)?s?\W*[:=]?\s*" + NUMBER, re.I),
-    "best-train": re.compile(r"best\s+train(?:ing)?\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?" + EPOCH, re.I),
-    "best-test": re.compile(r"best\s+test\s+acc(?:uracy)?\W*[:=]?\s*(\d+(?:\.\d+)?)\s*%?" + EPOCH, re.I),
-}
-
-
-def _decimals(text: str) -> int:
-    return len(text.split(".")[1]) if "." in text else 0
-
-
-def _agrees(claimed: str, recorded: float, scale: float = 1.0) -> bool:
-    """Whether `recorded` rounds to the claimed number at the precision it was printed."""
-    value = float(claimed.replace(",", ""))
-    return round(recorded / scale, _decimals(claimed)) == round(value, _decimals(claimed))
-
-
-def check_claims(path: Path, result: str, metrics: dict | None) -> list[Violation]:
-    v = lambda rule, msg: Violation(path, f"claims/{rule}", msg)  # noqa: E731
-    found = {name: rx.search(result) for name, rx in CLAIMS.items()}
-    missing = [name for name, m in found.items() if m is None]
-    out = [v("missing", f"the Result does not state: {', '.join(missing)}")] if missing else []
-    if metrics is None:
-        return out + [v("unverified", "no recorded metrics confirm the Result; run `python -m kit run` on it")]
-    out += _compare(found, metrics, v, "")
-    for run in metrics.get("runs", []):  # a notebook that trains several runs reports each on its own line
-        lines = [line for line in result.splitlines() if _labels(line, run["name"])]
-        if not lines:
-            out.append(v("runs", f"the Result does not report the run '{run['name']}' "
-                                 f"(a line that starts with '- {run['name']}:')"))
-            continue
-        line = lines[0]
-        out += _compare({name: rx.search(line) for name, rx in CLAIMS.items()}, run, v, f"{run['name']}: ")
-    return out
-
-
-def _labels(line: str, name: str) -> bool:
-    """Whether a Result line is about run `name`: '- seed 2: ...', '- **group norm**: ...'."""
-    return re.match(rf"\s*[-*]?\s*\**{re.escape(name)}\**\s*[:(\u2014\u2013-]", line, re.I) is not None
-
-
-def _compare(found: dict, metrics: dict, v, label: str) -> list[Violation]:
-    """Each claim found against the recorded value, at the precision it was printed."""
-    out = []
-    if m := found["parameters"]:
-        number, unit = m.group(1), m.group(2).lower()
-        scale = {"k": 1e3, "m": 1e6}.get(unit, 1.0)
-        if not _agrees(number, metrics["parameters"], scale):
-            out.append(v("parameters", f"{label}claims {number}{m.group(2)}, recorded {metrics['parameters']:,}"))
-    for rule, key in (("best-train", "best_train"), ("best-test", "best_test")):
-        if not (m := found[rule]):
-            continue
-        if not _agrees(m.group(1), metrics[f"{key}_acc"]):
-            out.append(v(rule, f"{label}claims {m.group(1)}, recorded {metrics[f'{key}_acc']:.4g}"))
-        recorded = metrics[f"{key}_epoch"]
-        if not m.group(2):
-            out.append(v(f"{rule}-epoch", f"{label}claims no epoch for the {rule.replace('-', ' ')} accuracy; "
-                                          f"give it, e.g. '(epoch {recorded})' as recorded"))
-        elif int(m.group(2)) != recorded:
-            out.append(v(f"{rule}-epoch", f"{label}claims epoch {m.group(2)}, recorded epoch {recorded}"))
-    return out
-
-
-# --- the rules -----------------------------------------------------------------------------
+# --- the rules -----------------------------------------------------------------------------------
 
 def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
     out = []
-    titles = [(i, _heading(c)) for i, c in enumerate(nb.cells)]
     positions = []
-    for section in SECTIONS:
-        hits = [i for i, t in titles if t and t.lower() == section.lower()]
+    for name in SECTIONS:
+        hits = [i for i, c in enumerate(nb.cells) if _heading(c) == name]
         if not hits:
-            out.append(Violation(path, "structure/sections", f"no Markdown cell titled '{section}'"))
+            out.append(Violation(path, "structure/sections", f"no Markdown cell titled '{name}'"))
             continue
         positions.append(hits[0])
         body = _body(nb.cells[hits[0]])
         if not body:
-            out.append(Violation(path, "structure/sections", f"the '{section}' cell is empty"))
+            out.append(Violation(path, "structure/sections", f"the '{name}' cell is empty"))
         elif PLACEHOLDER.search(body):
-            out.append(Violation(path, "structure/sections", f"the '{section}' cell is still a template placeholder"))
+            out.append(Violation(path, "structure/sections", f"the '{name}' cell is still a template placeholder"))
     if positions != sorted(positions):
         out.append(Violation(path, "structure/sections", "Target, Result and Analysis must come in that order"))
     tagged = sum("parameters" in c.metadata.get("tags", []) for c in nb.cells)
@@ -254,41 +267,39 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
     return out
 
 
-def report_path(path: Path) -> Path | None:
-    """The executed copy of a source notebook, in its report folder, if there is one."""
-    folder = report_folder(path)
-    return folder / path.name if folder is not None and (folder / path.name).exists() else None
-
-
-def ran_cells(nb) -> list:
-    """A notebook's cells without the one papermill injects after `parameters`."""
-    return [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-
-
 def check_report(path: Path, nb, report: Path) -> list[Violation]:
     """The report must be a run of this very code, and show this notebook's text."""
     executed = ran_cells(nbformat.read(report, as_version=4))
-    report = Path(os.path.relpath(report))
+    shown = Path(os.path.relpath(report))
     code = lambda cells: [c.source for c in cells if c.cell_type == "code"]  # noqa: E731
     text = lambda cells: [c.source for c in cells if c.cell_type == "markdown"]  # noqa: E731
     if code(executed) != code(nb.cells):
         at = next((i for i, (a, b) in enumerate(zip(code(executed), code(nb.cells))) if a != b),
                   min(len(code(executed)), len(code(nb.cells))))
-        return [Violation(path, "report/stale-code", f"{report} ran other code (from code cell {at} on); "
+        return [Violation(path, "report/stale-code", f"{shown} ran other code (from code cell {at} on); "
                                                      f"run it again: python -m kit run {path}")]
     if text(executed) != text(nb.cells):
-        return [Violation(path, "report/stale-text", f"{report} shows other Markdown than this notebook; "
+        return [Violation(path, "report/stale-text", f"{shown} shows other Markdown than this notebook; "
                                                      f"refresh it: python -m kit run {path} --text-only")]
     return []
 
 
-def check_budget(path: Path, nb, metrics: dict | None, result: str = "") -> list[Violation]:
+def epochs_used(run, record) -> int:
+    """A run's epochs and those of every unreported Trainer fitted on its model or a part of it."""
+    ids = set(run.settings.get("model_ids", []))
+    return run.epochs + sum(u.epochs for u in record.runs if not u.reported and u.settings.get("model_id") in ids)
+
+
+def check_budget(path: Path, nb, record, result: str, counted: int | None, model_error: str | None,
+                 assignment_budget=None) -> list[Violation]:
     """The declared budget, the model's size, and each run held to the budget against it.
 
-    A run that misses its budget is a violation unless the Result says so (a step
-    of a progression may miss its target, honestly); a Result that calls a missed
-    budget met, or a met one missed, is a violation either way.
+    A run that misses its budget passes only where the Result's verdict says it is missed (a step of a
+    progression may miss its target, openly); the last step of an assignment is held to the assignment's
+    budget whatever it says.
     """
+    from kit.claims import verdicts
+
     budgets, problems = declared_budget(nb)
     out = [Violation(path, "budget/declared", p) for p in problems]
     if len(budgets) != 1:
@@ -297,78 +308,101 @@ def check_budget(path: Path, nb, metrics: dict | None, result: str = "") -> list
                                 "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.4, "
                                 "consistent_epochs=3)")]
     budget = budgets[0]
-    if not is_executed(nb):
-        try:
-            counted = count_model_parameters(nb)
-        except Exception as e:
-            out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {type(e).__name__}: {e}"))
-            counted = None
-        if counted is not None and (miss := budget.misses(parameters=counted)):
-            out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
-    if metrics is None:
+    if model_error:
+        out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {model_error}"))
+    if counted is not None and (miss := budget.misses(parameters=counted)):
+        out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
+    if record is None:
         return out
+    said = verdicts(result, record) if not record.quick else {}
+    for run in record.runs:
+        if not run.reported:
+            related = any(run.settings.get("model_id") in r.settings.get("model_ids", []) for r in record.reported)
+            if not related:
+                out.append(Violation(path, "budget/unreported", f"{run.name}: a Trainer fitted {run.epochs} epoch(s) "
+                                                                "that the record's runs do not include; pass it to "
+                                                                "result() so its epochs are judged"))
     prefix = {"parameters": "recorded ", "epochs": "used ", "consistency": ""}
-    for label, run, said in _held_runs(metrics, result):
-        misses = budget.misses(
-            parameters=run["parameters"], epochs=run["epochs"],
-            # a smoke run is not held to the accuracy target, and its Result speaks of another run
-            test_accs=None if metrics.get("quick") else [e["test_acc"] for e in run["history"]],
-        )
-        if metrics.get("quick"):
-            said = None
-        if misses and said != "missed":
-            hint = "" if said == "met" else "; meet it, or say in the Result that the budget is missed"
+    held = [r for r in record.reported if r.budget or assignment_budget]
+    for run in held:
+        label = f"{run.name}: " if run.name else ""
+        judge = assignment_budget or budget
+        misses = judge.misses(parameters=run.parameters, epochs=epochs_used(run, record),
+                              test_accs=None if record.quick else run.history.column("test_acc"))
+        excused = said.get(run.name) == "missed" and not assignment_budget
+        if misses and not excused:
+            hint = "" if assignment_budget else "; meet it, or say in the Result 'Budget: missed (...)'"
             out += [Violation(path, f"budget/{part}", label + prefix[part] + message + hint)
                     for part, message in misses.items()]
-        if said == "met" and misses:
-            out.append(Violation(path, "claims/budget", f"{label}the Result says the budget is met; the run misses it"))
-        if said == "missed" and not misses:
-            out.append(Violation(path, "claims/budget", f"{label}the Result says the budget is missed; the run meets it"))
     return out
 
 
-BUDGET_MISSED = re.compile(r"\bbudget\b[^\n]*?\bmiss(?:ed|es)?\b|\bmiss(?:ed|es)\b[^\n]*?\bbudget\b", re.I)
-BUDGET_MET = re.compile(r"\bbudget\b[^\n]*?\bmet\b|\bmeets?\b[^\n]*?\bbudget\b", re.I)
-
-
-def _said(text: str) -> str | None:
-    """What a Result says of the budget: "missed", "met", or nothing."""
-    if BUDGET_MISSED.search(text):
-        return "missed"
-    if BUDGET_MET.search(text):
-        return "met"
-    return None
-
-
-def _held_runs(metrics: dict, result: str) -> list[tuple[str, dict, str | None]]:
-    """(label, run, what the Result says of its budget) for every run held to the budget."""
-    if "runs" not in metrics:
-        return [("", metrics, _said(result))]
-    held = []
-    for r in metrics["runs"]:
-        if r.get("budget"):
-            line = next((line for line in result.splitlines() if _labels(line, r["name"])), "")
-            held.append((f"{r['name']}: ", r, _said(line)))
-    return held
-
-
-def check_sanity(path: Path, metrics: dict) -> list[Violation]:
+def check_sanity(path: Path, record) -> list[Violation]:
     out = []
-    for e in metrics.get("history", []):
-        losses = {k: e[k] for k in ("train_loss", "test_loss") if k in e}
-        bad = {k: v for k, v in losses.items() if v is None or not math.isfinite(v)}
-        if bad:
-            out.append(Violation(path, "sanity/non-finite-loss", f"epoch {e['epoch']}: {bad}"))
-            if e.get("test_acc") is not None:
+    for run in record.runs:
+        label = f"{run.name}: " if run.name else ""
+        for e in run.history.epochs:
+            losses = {k: getattr(e, k) for k in ("train_loss", "test_loss")}
+            bad = {k: v for k, v in losses.items() if v is None or not math.isfinite(v)}
+            if bad:
+                out.append(Violation(path, "sanity/non-finite-loss", f"{label}epoch {e.epoch}: {bad}"))
                 out.append(Violation(path, "sanity/accuracy-with-nan-loss",
-                                     f"epoch {e['epoch']} reports {e['test_acc']}% test accuracy with a non-finite loss"))
-        if e.get("test_acc") == 100.0:
-            out.append(Violation(path, "sanity/perfect-accuracy",
-                                 f"epoch {e['epoch']} reports exactly 100% test accuracy: almost surely a bug"))
+                                     f"{label}epoch {e.epoch} reports {e.test_acc}% test accuracy with a non-finite loss"))
+            for key, n in (("test_acc", run.test_images), ("train_acc", run.train_images)):
+                acc = getattr(e, key)
+                if key == "test_acc" and acc >= 100.0:
+                    out.append(Violation(path, "sanity/perfect-accuracy",
+                                         f"{label}epoch {e.epoch} reports {acc}% test accuracy: almost surely a bug"))
+                if n and abs(acc * n / 100 - round(acc * n / 100)) > 1e-6 * n:
+                    out.append(Violation(path, "sanity/off-grid",
+                                         f"{label}epoch {e.epoch}: {key.replace('_', ' ')} {acc}% is not a whole "
+                                         f"number of the {n:,} images"))
     return out
 
 
-def check_notebook(path: Path, repo_root: Path | None = None) -> list[Violation]:
+def numbers_facts(data):
+    """Facts of every number in a JSON document."""
+    from kit.claims import Facts
+
+    f = Facts()
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            f.add(item)
+    return f
+
+
+def _others(path: Path):
+    """Facts of the notebooks a paragraph links to, found through their records."""
+    from kit.claims import facts_of
+    from kit.record import Record, RecordError
+
+    def facts(target: str):
+        linked = (path.parent / target.split("#")[0]).resolve()
+        if linked.suffix == ".json":  # records of runs kept as evidence (a search's, say): every number in them
+            try:
+                return numbers_facts(json.loads(linked.read_text()))
+            except (OSError, ValueError):
+                return None
+        mp = metrics_path(linked) if linked.suffix == ".ipynb" else None
+        try:
+            return facts_of(Record.load(mp)) if mp else None
+        except (RecordError, OSError):
+            return None
+    return facts
+
+
+def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None = None,
+                   assignment_budget=None) -> list[Violation]:
+    from kit.claims import check_analysis, check_result
+    from kit.evidence import check_epoch_lines, check_parameters
+    from kit.record import NUMBERS, Record, RecordError
+
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as e:
@@ -379,44 +413,107 @@ def check_notebook(path: Path, repo_root: Path | None = None) -> list[Violation]
             repo_path = path.resolve().relative_to(repo_root.resolve()).as_posix()
         except ValueError:
             pass
-    mp = metrics_path(path)
-    metrics = json.loads(mp.read_text()) if mp else None
     out = check_structure(path, nb, repo_path)
-    if not is_executed(nb) and (report := report_path(path)):
-        out += check_report(path, nb, report)
-    result = next((c for c in nb.cells if (_heading(c) or "").lower() == "result"), None)
-    out += check_budget(path, nb, metrics, _body(result) if result is not None else "")
-    # A smoke run's metrics cannot confirm a Result, which speaks of the reference run.
-    if result is not None and _body(result) and not PLACEHOLDER.search(_body(result)) \
-            and not (metrics or {}).get("quick"):
-        out += check_claims(path, _body(result), metrics)
-    if metrics:
-        out += check_sanity(path, metrics)
+    record, mp = None, metrics_path(path)
+    if mp is not None:
+        try:
+            record = Record.load(mp)
+        except (RecordError, OSError) as e:
+            out.append(Violation(path, "record/unreadable", str(e)))
+    report = nb if is_executed(nb) else None
+    if not is_executed(nb) and (rp := report_path(path)):
+        out += check_report(path, nb, rp)
+        report = nbformat.read(rp, as_version=4)
+    result_cell, analysis_cell = section(nb, "Result"), section(nb, "Analysis")
+    result = _body(result_cell) if result_cell is not None else ""
+    if built is None and not is_executed(nb) and (source := model_sources(nb)):
+        built = build_models({str(path): source})
+    one = (built or {}).get(str(path), {})
+    out += check_budget(path, nb, record, result, one.get("parameters"), one.get("error"), assignment_budget)
+    filled = bool(result) and not PLACEHOLDER.search(result)
+    if filled and record is None:
+        out.append(Violation(path, "claims/unverified", "no record confirms the Result; run `python -m kit run` on it"))
+    elif filled and record.quick:
+        out.append(Violation(path, "claims/unverified", "the record is a smoke run (quick mode): it confirms no "
+                                                        "claim; make a full run with `python -m kit run`"))
+    elif filled:
+        out += [Violation(path, rule, msg) for rule, msg in check_result(result, record)]
+        if analysis_cell is not None and not PLACEHOLDER.search(_body(analysis_cell)):
+            out += [Violation(path, rule, msg) for rule, msg in check_analysis(_body(analysis_cell), record, _others(path))]
+    if record is not None:
+        if report is not None:
+            out += [Violation(path, rule, msg) for rule, msg in check_epoch_lines(report, record) + check_parameters(report)]
+        elif not record.quick:
+            out.append(Violation(path, "evidence/missing", "no executed notebook beside the record: the record "
+                                                           "cannot be tied to a run"))
+        if record.environment is not None and record.environment.numbers != NUMBERS:
+            out.append(Violation(path, "report/stale-kit", f"the run was made by the kit's numbers version "
+                                                           f"{record.environment.numbers}; the kit now computes "
+                                                           f"version {NUMBERS}: run it again"))
+        out += check_sanity(path, record)
     return out
 
 
-def check_assignment(folder: Path, notebooks: list[Path]) -> list[Violation]:
-    spec = json.loads((folder / "assignment.json").read_text())
+# --- assignments ----------------------------------------------------------------------------------
+
+def instructor_rules(folder: Path) -> tuple[dict | None, list[Violation]]:
+    """The rules of the assignment a folder holds, from the kit's own copy; and how the folder's copy differs."""
+    local_path = folder / "assignment.json"
+    try:
+        local = json.loads(local_path.read_text())
+    except ValueError as e:
+        return None, [Violation(local_path, "assignment/rules", f"not valid JSON: {e}")]
+    name = local.get("assignment") if isinstance(local, dict) else None
+    known = sorted(p.stem for p in ASSIGNMENTS.glob("*.json"))
+    if name not in known:
+        return None, [Violation(local_path, "assignment/rules", f"names the assignment {name!r}; the kit knows "
+                                                                f"{', '.join(known)} (give it as \"assignment\")")]
+    rules = json.loads((ASSIGNMENTS / f"{name}.json").read_text())
     out = []
-    if "steps" in spec and len(notebooks) != spec["steps"]:
+    if local != rules:
+        changed = sorted(k for k in set(local) | set(rules) if local.get(k) != rules.get(k))
+        out.append(Violation(local_path, "assignment/rules-edited",
+                             f"differs from the instructor's rules in {', '.join(changed)}; the instructor's "
+                             f"(kit/assignments/{name}.json) are the ones applied"))
+    return rules, out
+
+
+def step_notebooks(folder: Path) -> list[Path]:
+    """A submission's step notebooks, in sub-folders too (not templates, reports' figures or hidden folders)."""
+    return sorted((q for q in folder.rglob("*.ipynb")
+                   if not any(part.startswith((".", "_")) or part.endswith("_files") or part == TEMPLATE
+                              for part in q.relative_to(folder).parts[:-1]) and not q.name.startswith(".")),
+                  key=lambda q: (q.name, str(q)))
+
+
+def check_assignment(folder: Path) -> list[Violation]:
+    from kit.record import Budget
+
+    rules, out = instructor_rules(folder)
+    if rules is None:
+        return out
+    notebooks = step_notebooks(folder)
+    if len(notebooks) != rules["steps"]:
         out.append(Violation(folder, "assignment/steps",
-                             f"{len(notebooks)} step notebooks; the assignment asks for exactly {spec['steps']}"))
-    if "budget" in spec and notebooks:
-        out += _assignment_budget(notebooks[-1], spec["budget"])
-    if spec.get("rf_table"):
+                             f"{len(notebooks)} step notebooks; the assignment asks for exactly {rules['steps']}"))
+    if rules.get("rf_table"):
         for path in notebooks:
             nb = nbformat.read(path, as_version=4)
             if not any(c.cell_type == "code" and "receptive_field(" in c.source for c in nb.cells):
                 out.append(Violation(path, "assignment/rf-table",
                                      "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"))
+    wanted = Budget.from_dict(rules["budget"], "the assignment's budget")
+    built = build_models(_sources(notebooks))
+    for path in notebooks:
+        last = path == notebooks[-1] if notebooks else False
+        out += check_notebook(path, _repo_root(path), built, wanted if last else None)
+    if notebooks:
+        out += _strict_enough(notebooks[-1], wanted)
     return out
 
 
-def _assignment_budget(last: Path, rules: dict) -> list[Violation]:
-    """The last step must declare a budget at least as strict as the assignment's (its runs are then held to it)."""
-    from kit.record import Budget
-
-    wanted = Budget(**rules)
+def _strict_enough(last: Path, wanted) -> list[Violation]:
+    """The last step must declare a budget at least as strict as the assignment's."""
     budgets, _ = declared_budget(nbformat.read(last, as_version=4))
     if len(budgets) != 1:
         return []  # budget/declared reports it
@@ -427,18 +524,8 @@ def _assignment_budget(last: Path, rules: dict) -> list[Violation]:
         ("target_test_acc", b.target_test_acc, wanted.target_test_acc, b.target_test_acc >= wanted.target_test_acc),
         ("consistent_epochs", b.consistent_epochs, wanted.consistent_epochs, b.consistent_epochs >= wanted.consistent_epochs),
     ) if not ok]
-    out = [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
-                                                + "; ".join(looser))] if looser else []
-    mp = metrics_path(last)
-    metrics = json.loads(mp.read_text()) if mp else None
-    if metrics is None or metrics.get("quick"):
-        return out
-    for label, run, _ in _held_runs(metrics, ""):  # saying so does not excuse the assignment's own budget
-        for message in wanted.misses(parameters=run["parameters"], epochs=run["epochs"],
-                                     test_accs=[e["test_acc"] for e in run["history"]]).values():
-            out.append(Violation(last, "assignment/budget", f"{label}the last step misses the assignment's budget: "
-                                                            f"{message}"))
-    return out
+    return [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
+                                                 + "; ".join(looser))] if looser else []
 
 
 def _repo_root(path: Path) -> Path | None:
@@ -453,19 +540,25 @@ def check(paths: list[str | Path]) -> list[Violation]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            notebooks = sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
             if (p / "assignment.json").exists():
-                out += check_assignment(p, notebooks)
+                out += check_assignment(p)
+                continue
+            notebooks = sorted(q for q in p.glob("*.ipynb") if not q.name.startswith("."))
+            built = build_models(_sources(notebooks))
             for q in notebooks:
-                out += check_notebook(q, _repo_root(q))
-            for sub in sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
-                              and not d.name.endswith("_files")):
+                out += check_notebook(q, _repo_root(q), built)
+            subs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith((".", "_"))
+                          and not d.name.endswith("_files"))
+            for sub in subs:
                 if sub.name == TEMPLATE:
                     print(f"{sub}: skipped: a template fails until it is filled; name it to check it", file=sys.stderr)
                     continue
                 out += check([sub])
-        elif p.suffix == ".ipynb" and p.exists():
+            if not notebooks and not subs:
+                out.append(Violation(p, "structure/readable", "no notebooks in this folder"))
+        elif p.suffix == ".ipynb" and p.is_file():
             out += check_notebook(p, _repo_root(p))
         else:
-            out.append(Violation(p, "structure/readable", "not a notebook or a folder"))
+            out.append(Violation(p, "structure/readable", "not a notebook (.ipynb) or a folder of notebooks"))
     return out
+

@@ -26,6 +26,13 @@ class EpochRecord:
     seconds: float  # training and testing time of this epoch
 
 
+def epoch_line(r: EpochRecord, name: str = "") -> str:
+    """An epoch's log line, as the Trainer prints it (kit.evidence reads it back)."""
+    return (f"{name + ' · ' if name else ''}epoch {r.epoch:>2}  train loss {r.train_loss:.4f} "
+            f"acc {r.train_acc:6.2f}%  test loss {r.test_loss:.4f} acc {r.test_acc:6.2f}%  lr {r.lr:.3g}  "
+            f"{r.seconds:.1f}s")
+
+
 @dataclass
 class History:
     """Per-epoch results of one run."""

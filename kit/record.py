@@ -23,6 +23,9 @@ from kit.files import write_text
 from kit.history import EpochRecord, History
 
 SCHEMA = 2  # the record's version; a file of another version is refused with a message, never misread
+# The version of what training computes. Bump it when a change to the kit changes the numbers a notebook's run
+# gives (tests/test_fingerprints.py fails until it is bumped): every report made before is then stale.
+NUMBERS = 1
 KIT_SOURCE = Path(__file__).resolve().parent
 
 
@@ -100,6 +103,7 @@ class Environment:
     kit: str
     platform: str
     kit_code: dict = field(default_factory=dict)  # module -> hash of its source
+    numbers: int = 1  # NUMBERS when the run was made
 
     @classmethod
     def here(cls, device) -> "Environment":
@@ -113,7 +117,8 @@ class Environment:
                    deterministic=bool(torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark),
                    python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if device.type == "cuda" else None,
-                   kit=kit.__version__, platform=f"{platform.system()} {platform.machine()}", kit_code=kit_hashes())
+                   kit=kit.__version__, platform=f"{platform.system()} {platform.machine()}", kit_code=kit_hashes(),
+                   numbers=NUMBERS)
 
     def describe(self) -> str:
         cuda = f", CUDA {self.cuda}" if self.device == "cuda" else ""
@@ -263,6 +268,12 @@ class Record:
 
 # --- recording a notebook's runs -------------------------------------------------------------
 
+def _fit_order(trainer) -> int:
+    from kit.train import Trainer
+
+    return next((i for i, ref in enumerate(Trainer._fitted) if ref() is trainer), -1)
+
+
 def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool = True) -> Run:
     """A Run from a fitted Trainer."""
     from kit.models import count_parameters
@@ -281,6 +292,13 @@ def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool
         "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else None,
         "channels_last": trainer.channels_last, "graph": trainer.graph, "compile": trainer.compiled,
         "device": str(trainer.device),
+        # how the checker finds this run's evidence: the name its epoch lines carry, the order it was fitted in,
+        # and the modules it trained (a warm-up trainer of the same model counts toward its epochs)
+        "printed_name": trainer.name, "fit_order": _fit_order(trainer),
+        "model_id": id(trainer.model), "model_ids": sorted({id(m) for m in trainer.model.modules()}),
+        # what the model is, for the figures an Analysis may give of it (channels, a layer's parameters)
+        "architecture": repr(trainer.model),
+        "layer_parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in trainer.model.named_modules() if n},
     }
     return Run(name=name, parameters=count_parameters(trainer.model, trainable_only=False),
                trainable_parameters=count_parameters(trainer.model), history=h, budget=budget,

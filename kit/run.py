@@ -205,19 +205,23 @@ def _start(notebook: Path, folder: Path, params: dict, start_timeout: int, threa
 
 
 def _stop(job: _Job) -> None:
-    """Stop a worker and its kernel: SIGTERM to the group, then SIGKILL to whatever is left."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+    """Stop a worker and its kernel: SIGTERM to the group, then SIGKILL to whatever is left; return once the
+    whole group is gone (the kernel, the worker's child, may outlive the worker by a moment)."""
+    group = job.process.pid
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(job.process.pid, sig)
+            os.killpg(group, sig)
         except ProcessLookupError:
-            return
-        try:
-            job.process.wait(wait)
-            os.killpg(job.process.pid, signal.SIGKILL)  # the kernel may outlive its worker
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+            break
+        end = time.monotonic() + grace
+        while time.monotonic() < end:
+            job.process.poll()  # reap the worker, so that its group can empty
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+    job.process.poll()
 
 
 def _death(job: _Job) -> str:

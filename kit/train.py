@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kit.callbacks import Callback
-from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError
+from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError, epoch_line
 
 OPTIMIZERS = ("sgd", "adam")
 CHECK_EVERY = 50  # steps between the host's looks at the device-side sums and NaN flag
@@ -218,17 +218,14 @@ class Trainer:
         if isinstance(optimizer, torch.optim.Optimizer):
             return optimizer
         params = self.model.parameters()
-        # On CUDA the update is one fused kernel that reads the learning rate from a device tensor (schedulers
-        # fill it in place): no host sync, and a captured graph sees every new rate. Eager and captured steps
-        # then run the same kernels, so they give the same numbers.
-        cuda = self.device.type == "cuda"
-        rate = torch.tensor(float(lr), device=self.device) if cuda else lr
+        # A captured graph reads the learning rate from a device tensor, which schedulers update in place.
+        rate = torch.tensor(float(lr), device=self.device) if self.graph else lr
         if optimizer == "sgd":
             return torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=weight_decay,
-                                   **({"fused": True} if cuda else {}))
+                                   **({"fused": True} if self.graph else {}))
         if optimizer == "adam":
             return torch.optim.Adam(params, lr=rate, weight_decay=weight_decay,
-                                    **({"capturable": True} if cuda else {}))
+                                    **({"capturable": True} if self.graph else {}))
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
 
     def autocast(self):
@@ -321,7 +318,7 @@ class Trainer:
     def _keep_lr_tensor(self) -> None:
         """A scheduler that assigns a new rate instead of filling the tensor: copy it into the tensor the graph reads."""
         group = self.optimizer.param_groups[0]
-        if torch.is_tensor(self._lr) and group["lr"] is not self._lr:
+        if self.graph and group["lr"] is not self._lr:
             self._lr.fill_(float(group["lr"]))
             group["lr"] = self._lr
 
@@ -428,9 +425,7 @@ class Trainer:
 
     def line(self, r: EpochRecord) -> str:
         """The epoch's log line, as the notebook prints it (`kit check` reads it back)."""
-        return (f"{self.name + ' · ' if self.name else ''}epoch {r.epoch:>2}  train loss {r.train_loss:.4f} "
-                f"acc {r.train_acc:6.2f}%  test loss {r.test_loss:.4f} acc {r.test_acc:6.2f}%  lr {r.lr:.3g}  "
-                f"{r.seconds:.1f}s")
+        return epoch_line(r, self.name)
 
     @torch.no_grad()
     def misclassified(self, loader=None, limit: int = 25) -> Misclassified:

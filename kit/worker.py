@@ -86,11 +86,14 @@ def _running_cell(notebook: Path, partial: Path) -> str:
         nb = nbformat.read(partial, as_version=4)
     except Exception:
         return ""
-    for i, cell in enumerate(nb.cells):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            first = cell.source.strip().splitlines()[0][:60] if cell.source.strip() else ""
-            return f"cell {source_index(notebook, i)} (`{first}`): the kernel died while running it: "
-    return ""
+    started = [i for i, cell in enumerate(nb.cells)
+               if cell.get("metadata", {}).get("papermill", {}).get("start_time")]  # later cells stay pending
+    if not started:
+        return ""
+    i = started[-1]
+    source = nb.cells[i].source.strip()
+    first = source.splitlines()[0][:60] if source else ""
+    return f"cell {source_index(notebook, i)} (`{first}`): the kernel died while running it: "
 
 
 def save_figures(executed: Path, folder: Path) -> None:

@@ -1,14 +1,36 @@
-"""`python -m kit bench` runs both paths and records what it measured (it asserts no speed)."""
-from kit.bench import bench
+"""`python -m kit bench` times the paths and records what it measured (it asserts no speed)."""
+import json
+
+import pytest
+
+from kit.bench import AUGMENT, BATCH, SOLUTION, bench, solution_model
 
 
-def test_bench_times_both_paths_and_records_them(mnist_root, tmp_path, capsys):
+def test_bench_times_each_path_and_keeps_a_section_per_device(mnist_root, tmp_path, capsys):
     out = tmp_path / "RESULTS.md"
-    timings = bench("cpu", epochs=1, limit=512, root=mnist_root, results=out)
+    (tmp_path / "results.json").write_text(json.dumps({"NVIDIA H200 (CUDA)": {"what": "earlier", "rows": [
+        {"path": "classic", "train_seconds": 1.0, "first_epoch": 1.0, "test_seconds": 1.0, "total": 3.0,
+         "images_per_second": 100, "test_accs": [99.0], "measured": "then"}]}}))
+    timings = bench("cpu", epochs=1, paths=["classic", "device"], limit=512, root=mnist_root, results=out)
     assert set(timings) == {"classic", "device"}
-    assert all(t.images_per_second > 0 and t.train_seconds > 0 for t in timings.values())
+    assert all(t.images_per_second > 0 and t.train_seconds > 0 and len(t.test_accs) == 1 for t in timings.values())
     printed = capsys.readouterr().out
-    assert "device: CPU" in printed and "device-resident / classic training throughput" in printed
+    assert "device: CPU" in printed and "device / classic training throughput" in printed
     text = out.read_text()
-    assert "- device: CPU" in text and "| classic |" in text and "| device |" in text
+    assert "## CPU: " in text and "| classic |" in text and "| device |" in text
+    assert "## NVIDIA H200 (CUDA)" in text  # another device's section stays
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_bench_refuses_what_the_device_cannot_do(mnist_root):
+    with pytest.raises(ValueError, match="CUDA-graph path needs a CUDA device"):
+        bench("cpu", paths=["device + CUDA graph"], results=None)
+    with pytest.raises(ValueError, match="unknown path"):
+        bench("cpu", paths=["warp"], results=None)
+
+
+def test_the_bench_trains_the_solutions_step_4_with_its_recipe():
+    net, lr = solution_model()
+    source = SOLUTION.read_text()
+    assert f"kit.Augment(rotation={AUGMENT.rotation:g}, translate={AUGMENT.translate:g}" in source.replace(".0,", ",")
+    assert f"batch_size = {BATCH}" in source and lr > 0 and sum(p.numel() for p in net().parameters()) > 0

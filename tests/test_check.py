@@ -1,7 +1,9 @@
-"""Each rule of `python -m kit check` on small notebooks built here: one case that holds, one that breaks."""
+"""Each rule of `python -m kit check`, on notebooks and records built here: honest ones pass, tampered ones fail
+naming the rule, the claimed and the recorded value."""
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
@@ -9,333 +11,314 @@ import pytest
 
 from kit import colab
 from kit.check import check
+from kit.history import EpochRecord, History, epoch_line
+from kit.record import Budget, Environment, Record, Run, markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
-
-RESULT = "## Result\n- Parameters: 7,416\n- Best train accuracy: 99.78% (epoch 15)\n- Best test accuracy: 99.39% (epoch 14)"
 BUDGET = "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.0, consistent_epochs=3)"
+B = Budget(8000, 15, 99.0, 3)
+ENV = Environment.here("cpu")
 
 
-def metrics(**changes):
-    history = [{"epoch": e, "train_loss": 0.1, "train_acc": 99.0, "test_loss": 0.05, "test_acc": 99.2, "lr": 0.1,
-                "seconds": 1.0} for e in range(1, 16)]
-    history[13]["test_acc"] = 99.39
-    history[14]["train_acc"] = 99.78
-    m = {"parameters": 7416, "epochs": 15, "best_train_acc": 99.78, "best_train_epoch": 15, "best_test_acc": 99.39,
-         "best_test_epoch": 14, "last_test_acc": [99.2, 99.39, 99.2], "device": "cpu", "quick": False,
-         "history": history}
-    m.update(changes)
-    return m
+def history(test=None, epochs=15, train=None):
+    test = test or [98.0 + 0.1 * e for e in range(1, epochs + 1)]
+    train = train or [97.5 + 0.12 * e for e in range(1, len(test) + 1)]
+    return History([EpochRecord(e, round(0.3 / e, 6), train[e - 1], round(0.2 / e, 6), a, 0.01, 2.0)
+                    for e, a in enumerate(test, 1)])
 
 
-def build(folder: Path, name="step.ipynb", *, cells=None, result=RESULT, budget=BUDGET, metrics_=None,
-          badge=True, model="model = kit.CompactNet()", executed=False):
-    """A notebook that passes every rule, unless told otherwise, plus its metrics."""
+def run(name="", test=None, params=7416, budget=B, **kw):
+    return Run(name=name, parameters=params, trainable_parameters=params, history=history(test, **kw), budget=budget,
+               seed=1, data="mnist", train_images=60_000, test_images=10_000, seconds=30.0,
+               settings={"printed_name": name, "lr": 0.01, "callbacks": [], "augment": "None"})
+
+
+def record(*runs, quick=False):
+    return Record(runs=list(runs) or [run()], quick=quick, environment=ENV)
+
+
+def printed(rec):
+    """The epoch lines a notebook that made `rec` printed (one cell per run, in order)."""
+    return [code_out("\n".join(epoch_line(e, r.settings.get("printed_name", r.name)) for e in r.history.epochs))
+            for r in rec.runs]
+
+
+def code_out(text, source="trainer.fit()"):
+    cell = code(source)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text + "\n")]
+    cell.execution_count = 1
+    return cell
+
+
+def build(folder: Path, rec=None, *, name="step.ipynb", result=None, analysis="## Analysis\n- It works; next, make it lighter.",
+          budget=BUDGET, model="model = kit.CompactNet()", lines=None, injected=None, heading="## Result"):
+    """An executed notebook (as `kit run` leaves it) with its record beside it; it passes every rule unless told."""
     folder.mkdir(parents=True, exist_ok=True)
+    rec = rec or record()
     path = folder / name
-    params = code("epochs = 15\nquick = False")
+    params = code("epochs = 15\nlr = 0.01\nquick = False")
     params.metadata["tags"] = ["parameters"]
+    cells = [md("# A step\n\n" + colab.badge(name)), md("## Target\n- Reach 99% with a small model."), params]
+    if injected is not None:
+        inj = code(injected)
+        inj.metadata["tags"] = ["injected-parameters"]
+        cells.append(inj)
     model_cell = code(model)
     model_cell.metadata["tags"] = ["model"]
-    rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else name
-    nb = nbformat.v4.new_notebook(cells=cells if cells is not None else [
-        md("# A step\n\n" + (colab.badge(rel) if badge else "")),
-        md("## Target\n- Reach 99% with a small model."),
-        params, code("import kit\n" + budget), model_cell,
-        md(result), md("## Analysis\n- It works; next, make it lighter."),
-    ])
-    if executed:
-        nb.metadata["papermill"] = {"input_path": name}
+    cells += [code("import kit\n" + budget), model_cell, *(lines if lines is not None else printed(rec))]
+    body = result if result is not None else markdown(rec)
+    cells += [md(f"{heading}\n{body}"), md(analysis)]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["papermill"] = {"input_path": name}
     nbformat.write(nb, path)
-    if metrics_ is not False:
-        (folder / f"{path.stem}.metrics.json").write_text(json.dumps(metrics_ or metrics()))
+    rec.save(folder / f"{path.stem}.metrics.json")
     return path
 
 
-def rules(paths):
-    return sorted({v.rule for v in check([paths] if not isinstance(paths, list) else paths)})
+def rules(path):
+    return sorted({v.rule for v in check([path])})
 
 
-def test_a_good_notebook_passes(tmp_path):
+def messages(path):
+    return "\n".join(str(v) for v in check([path]))
+
+
+def test_an_honest_notebook_passes(tmp_path):
     assert check([build(tmp_path)]) == []
+
+
+def test_what_result_prints_passes_the_checker_unchanged(tmp_path):
+    missed = run(test=[98.0] * 15)  # a missed budget, said so by the canonical phrase
+    multi = record(run("seed 1"), run("seed 2", test=[98.5 + 0.05 * e for e in range(1, 16)]))
+    for i, rec in enumerate((record(), record(missed), multi)):
+        assert check([build(tmp_path / str(i), rec)]) == [], markdown(rec)
+
+
+# --- claims as data ---
+
+def test_a_smoke_run_confirms_no_claim(tmp_path):
+    rec = record(quick=True)
+    p = build(tmp_path, rec, result=markdown(record()).replace("Smoke", ""))
+    assert "claims/unverified" in rules(p)
+
+
+@pytest.mark.parametrize("words", ["the budget is not missed", "it never misses the budget", "budget fine"])
+def test_a_missed_budget_needs_the_fixed_phrase(tmp_path, words):
+    rec = record(run(test=[98.0] * 15))
+    text = "\n".join(f"- {words}" if line.startswith("- Budget:") else line for line in markdown(rec).splitlines())
+    p = build(tmp_path, rec, result=text)
+    assert {"claims/verdict", "budget/consistency"} <= set(rules(p))
+
+
+def test_calling_a_missed_budget_met_is_caught(tmp_path):
+    rec = record(run(test=[98.0] * 15))
+    p = build(tmp_path, rec, result=markdown(rec).split("- Budget")[0] + "- Budget: met")
+    assert "claims/budget" in rules(p)
+
+
+@pytest.mark.parametrize("line, rule", [
+    ("- Best test accuracy: 99.60% (epoch 15)", "claims/best-test"),
+    ("- Best train accuracy: 99.40% (epoch 15)", "claims/best-train"),
+    ("- Parameters: 7,000", "claims/parameters"),
+    ("- Last 3 test accuracies: 99.30, 99.40, 99.99", "claims/last"),
+    ("- Best test accuracy: 99.50% (epoch 12)", "claims/best-test-epoch"),
+])
+def test_every_claim_line_is_compared_not_only_the_first(tmp_path, line, rule):
+    p = build(tmp_path, result=markdown(record()) + "\n" + line)
+    found = check([p])
+    assert rule in {v.rule for v in found}
+    assert any("recorded" in v.message for v in found if v.rule == rule)
+
+
+def test_a_number_the_record_cannot_back_is_flagged(tmp_path):
+    p = build(tmp_path, result=markdown(record()) + "\n- The first epoch reached 97.13%.")
+    assert any(v.rule == "claims/untied" and "97.13%" in v.message for v in check([p]))
+
+
+def test_an_html_comment_neither_claims_nor_hides(tmp_path):
+    text = markdown(record()).replace("- Best test accuracy", "<!-- - Best test accuracy: 99.50% (epoch 15) -->\n"
+                                                           "- Best test accuracy", 1)
+    assert check([build(tmp_path / "a", result=text)]) == []
+    lie = markdown(record()).replace("99.50% (epoch 15)", "99.90% (epoch 15)")
+    hidden = lie.replace("- Best test", "<!-- Best test accuracy: 99.50% (epoch 15) -->\n- Best test", 1)
+    assert "claims/best-test" in rules(build(tmp_path / "b", result=hidden))
+
+
+def test_a_false_figure_in_the_analysis_is_flagged(tmp_path):
+    p = build(tmp_path, analysis="## Analysis\n- Test accuracy ends at 99.71%, far above the target.")
+    assert any(v.rule == "claims/analysis" and "99.71%" in v.message for v in check([p]))
+
+
+def test_an_analysis_may_cite_a_linked_report(tmp_path):
+    build(tmp_path, record(run(test=[96.0 + 0.1 * e for e in range(1, 16)])), name="earlier.ipynb")
+    ok = "## Analysis\n- Up from 96.70% in [the earlier step](earlier.ipynb) to 99.50% here."
+    assert check([build(tmp_path, name="step.ipynb", analysis=ok)]) == []
+    unlinked = "## Analysis\n- Up from 96.70% in the earlier step to 99.50% here."
+    assert "claims/analysis" in rules(build(tmp_path, name="step.ipynb", analysis=unlinked))
+
+
+@pytest.mark.parametrize("heading", ["**Result**", "## Results", "## Result (reference run)", "### Result:"])
+def test_honest_headings_are_read(tmp_path, heading):
+    assert check([build(tmp_path, heading=heading)]) == []
+
+
+def test_a_best_reached_twice_may_cite_the_later_epoch(tmp_path):
+    accs = [98.0] * 12 + [99.5, 99.3, 99.5]
+    rec = record(run(test=accs))
+    text = markdown(rec).replace("99.50% (epoch 13)", "99.50% (epoch 15)")
+    assert "(epoch 15)" in text and check([build(tmp_path, rec, result=text)]) == []
+
+
+def test_fractions_and_epoch_of_n_are_read(tmp_path):
+    text = markdown(record()).replace("99.50% (epoch 15)", "0.9950 (epoch 15 of 15)")
+    assert check([build(tmp_path, result=text)]) == []
+
+
+def test_each_run_of_several_must_be_reported(tmp_path):
+    rec = record(run("seed 1"), run("seed 2"))
+    text = "\n".join(line for line in markdown(rec).splitlines() if not line.startswith("| seed 2"))
+    assert "claims/runs" in rules(build(tmp_path, rec, result=text))
+
+
+# --- metrics tied to their evidence ---
+
+def _edit(path, change):
+    mp = path.with_name(f"{path.stem}.metrics.json")
+    d = json.loads(mp.read_text())
+    change(d["runs"][0])
+    mp.write_text(json.dumps(d))
+    return path
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: r["history"][-1].update(test_acc=99.9),  # best accuracy raised
+    lambda r: r.update(history=r["history"][:10]),  # epochs lowered
+    lambda r: r["history"][3].update(train_loss=0.01),  # a loss made smoother
+])
+def test_a_record_edited_by_hand_disagrees_with_the_printed_epochs(tmp_path, edit):
+    p = _edit(build(tmp_path), edit)
+    assert "evidence/epoch-lines" in rules(p)
+
+
+def test_a_nan_run_made_to_look_clean_is_caught(tmp_path):
+    rec = record()
+    lines = printed(rec)
+    lines[0].outputs[0]["text"] = lines[0].outputs[0]["text"].replace("train loss 0.0750", "train loss nan", 1)
+    p = build(tmp_path, rec, lines=lines)
+    assert "evidence/epoch-lines" in rules(p)
+
+
+def test_injected_parameters_are_named(tmp_path):
+    p = build(tmp_path, injected='quick = False\ndevice = "auto"\nlr = 0.2\nepochs = 15')
+    found = [v for v in check([p]) if v.rule == "evidence/parameters"]
+    assert found and "lr = 0.2 (the notebook's own: 0.01)" in found[0].message
+    assert check([build(tmp_path / "b", injected='quick = False\ndevice = "auto"')]) == []
+
+
+def test_every_trainer_counts_toward_the_epochs(tmp_path):
+    main, warm_up = run(), run("unreported trainer 1", budget=None, epochs=3)
+    main.settings.update(model_id=1, model_ids=[1, 2])
+    warm_up = replace(warm_up, reported=False, settings={**warm_up.settings, "model_id": 1, "printed_name": ""})
+    rec = Record(runs=[main, warm_up], quick=False, environment=ENV)
+    p = build(tmp_path, rec, result=markdown(record()))
+    assert any(v.rule == "budget/epochs" and "18 epochs" in v.message for v in check([p]))
+    stray = replace(warm_up, settings={**warm_up.settings, "model_id": 99})
+    p = build(tmp_path / "b", Record(runs=[main, stray], quick=False, environment=ENV), result=markdown(record()))
+    assert "budget/unreported" in rules(p)
+
+
+def test_every_parameter_counts(tmp_path):
+    rec = record(run(params=9000))  # 1,584 of them frozen: the budget counts them all
+    rec.runs[0].trainable_parameters = 7416
+    as_if_trainable = markdown(record()).replace("7,416", "7,416 trainable")  # what counting trainable ones would say
+    assert {"budget/parameters", "claims/budget"} <= set(rules(build(tmp_path, rec, result=as_if_trainable)))
+
+
+def source_copy(path):
+    """The notebook as its author keeps it: no outputs, no papermill marks (its record stays beside it)."""
+    nb = nbformat.read(path, 4)
+    del nb.metadata["papermill"]
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    nbformat.write(nb, path)
+    return path
+
+
+def test_model_cells_run_in_another_process_in_an_empty_folder(tmp_path, monkeypatch):
+    import kit.check
+
+    monkeypatch.chdir(tmp_path)
+    side_effect = "import pathlib\npathlib.Path('touched').write_text('x')\nmodel = kit.CompactNet()"
+    source = source_copy(build(tmp_path / "nb", model=side_effect))
+    check([source])
+    assert not (tmp_path / "touched").exists() and not (tmp_path / "nb" / "touched").exists()
+    monkeypatch.setattr(kit.check, "MODEL_TIMEOUT", 8)
+    stuck = source_copy(build(tmp_path / "stuck", model="while True:\n    pass"))
+    assert any(v.rule == "budget/parameters" and "took over 8 s" in v.message for v in check([stuck]))
+
+
+# --- sanity, for every run ---
+
+def test_nan_loss_and_accuracy_beside_it(tmp_path):
+    rec = record(run("seed 1"), run("seed 2"))
+    rec.runs[1].history.epochs[4] = replace(rec.runs[1].history[4], train_loss=float("nan"))
+    found = {v.rule for v in check([build(tmp_path, rec)])}
+    assert {"sanity/non-finite-loss", "sanity/accuracy-with-nan-loss"} <= found
+
+
+def test_accuracy_of_100_or_more_and_off_the_grid(tmp_path):
+    rec = record(run(test=[99.0] * 14 + [100.0]))
+    assert "sanity/perfect-accuracy" in rules(build(tmp_path / "a", rec))
+    rec = record(run(test=[99.0] * 14 + [99.123]))  # 9,912.3 of 10,000 images
+    assert "sanity/off-grid" in rules(build(tmp_path / "b", rec))
+
+
+# --- reports and the kit's numbers ---
+
+def test_a_report_made_by_older_numbers_is_stale(tmp_path):
+    rec = record()
+    rec.environment = replace(ENV, numbers=0)
+    assert "report/stale-kit" in rules(build(tmp_path, rec))
+
+
+def test_a_broken_record_is_named(tmp_path):
+    p = build(tmp_path)
+    p.with_name("step.metrics.json").write_text("[1, 2]")
+    found = [v for v in check([p]) if v.rule == "record/unreadable"]
+    assert found and "must be a JSON object" in found[0].message
 
 
 # --- structure ---
 
 def test_sections_missing_out_of_order_empty_or_placeholder(tmp_path):
-    p = build(tmp_path, result="## Result\n- Parameters: TODO")
+    p = build(tmp_path, result="- Parameters: TODO")
     assert "structure/sections" in rules(p)
     nb = nbformat.read(p, 4)
-    nb.cells[1], nb.cells[6] = nb.cells[6], nb.cells[1]  # Analysis before Target
-    nbformat.write(nb, p)
-    assert any("in that order" in v.message for v in check([p]))
     nb.cells = [c for c in nb.cells if not c.source.startswith("## Analysis")]
     nbformat.write(nb, p)
     assert any("no Markdown cell titled 'Analysis'" in v.message for v in check([p]))
-    empty = build(tmp_path, "e.ipynb", result="## Result\n")
-    assert any("'Result' cell is empty" in v.message for v in check([empty]))
 
-
-def test_exactly_one_parameters_cell(tmp_path):
-    p = build(tmp_path)
-    nb = nbformat.read(p, 4)
-    nb.cells[2].metadata["tags"] = []
-    nbformat.write(nb, p)
-    assert rules(p) == ["structure/parameters"]
-    nb.cells[2].metadata["tags"] = ["parameters"]
-    nb.cells[3].metadata["tags"] = ["parameters"]
-    nbformat.write(nb, p)
-    assert rules(p) == ["structure/parameters"]
-
-
-def test_source_notebooks_carry_no_outputs(tmp_path):
-    p = build(tmp_path)
-    nb = nbformat.read(p, 4)
-    nb.cells[3].execution_count = 4
-    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi")]
-    nbformat.write(nb, p)
-    assert rules(p) == ["structure/outputs"]
-    nb.metadata["papermill"] = {}  # an executed copy may have them
-    nbformat.write(nb, p)
-    assert "structure/outputs" not in rules(p)
-
-
-def test_colab_badge_points_at_the_notebook_itself(tmp_path):
-    assert rules(build(tmp_path, badge=False)) == ["structure/colab-badge"]
-    p = build(tmp_path)
-    nb = nbformat.read(p, 4)
-    nb.cells[0].source = "# A step\n\n" + colab.badge("notebooks/another.ipynb")
-    nbformat.write(nb, p)
-    assert any("not " + colab.REPOSITORY for v in check([p]) for _ in [v] if v.rule == "structure/colab-badge")
-
-
-def test_colab_badge_of_a_repository_notebook_uses_its_full_path():
-    bad = [v for v in check([ROOT / "notebooks"]) if v.rule == "structure/colab-badge"]
-    assert bad == []
-
-
-# --- budget ---
 
 def test_budget_must_be_declared_once_with_literals(tmp_path):
-    assert rules(build(tmp_path, budget="")) == ["budget/declared"]
-    twice = build(tmp_path, "t.ipynb", budget=BUDGET + "\n" + BUDGET)
-    assert rules(twice) == ["budget/declared"]
-    loose = build(tmp_path, "l.ipynb", budget="limit = 8000\nbudget = kit.Budget(max_parameters=limit, max_epochs=15, target_test_acc=99.0)")
-    assert any("literal arguments" in v.message for v in check([loose]))
+    assert "budget/declared" in rules(build(tmp_path / "a", budget="budget = kit.Budget(max_parameters=n)"))
+    assert "budget/declared" in rules(build(tmp_path / "b", budget=""))
 
 
-def test_parameters_within_budget_recorded_and_counted(tmp_path):
-    over = build(tmp_path, metrics_=metrics(parameters=9000))
-    assert any("recorded 9,000 parameters, over the budget of 8,000" in v.message for v in check([over]))
-    big = build(tmp_path, "big.ipynb", model="model = nn.Conv2d(1, 100, 9)")
-    assert any("the model has 8,200 parameters" in v.message for v in check([big]))
-    broken = build(tmp_path, "broken.ipynb", model="model = kit.NoSuchNet()")
-    assert any("do not build" in v.message for v in check([broken]))
+def test_a_folder_without_notebooks_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert rules(tmp_path / "empty") == ["structure/readable"]
 
-
-def test_epochs_within_budget(tmp_path):
-    p = build(tmp_path, budget=BUDGET.replace("max_epochs=15", "max_epochs=14").replace("consistent_epochs=3", "consistent_epochs=2"))
-    assert any(v.rule == "budget/epochs" and "used 15 epochs" in v.message for v in check([p]))
-
-
-def test_a_missed_budget_passes_only_where_the_result_says_so(tmp_path):
-    m = metrics()
-    m["history"][-1]["test_acc"] = 98.9
-    said = RESULT + "\n- Last 3 test accuracies: 99.20, 99.39, 98.90: the budget (99.0% in each) is missed."
-    assert check([build(tmp_path, result=said, metrics_=m)]) == []
-    wrong = build(tmp_path, "w.ipynb", result=RESULT + "\n- The budget is met.", metrics_=m)
-    assert rules(wrong) == ["budget/consistency", "claims/budget"]
-    modest = build(tmp_path, "m.ipynb", result=RESULT + "\n- The budget is missed.")  # metrics() meets it
-    assert [v.message for v in check([modest])] == ["the Result says the budget is missed; the run meets it"]
-
-
-def test_consistently_means_every_one_of_the_last_k(tmp_path):
-    m = metrics()
-    m["history"][-2]["test_acc"] = 98.9  # one dip below 99.0 among the last three
-    p = build(tmp_path, metrics_=m)
-    assert [v.rule for v in check([p])] == ["budget/consistency"]
-    ok = build(tmp_path, "ok.ipynb", budget=BUDGET.replace("consistent_epochs=3", "consistent_epochs=1"), metrics_=m)
-    assert check([ok]) == []
-
-
-# --- claims ---
-
-@pytest.mark.parametrize("claim,rule", [
-    ("- Parameters: 7,417", "claims/parameters"),
-    ("- Parameters: 7.5k", "claims/parameters"),
-    ("- Best train accuracy: 99.80% (epoch 15)", "claims/best-train"),
-    ("- Best train accuracy: 99.78% (epoch 12)", "claims/best-train-epoch"),
-    ("- Best train accuracy: 99.78%", "claims/best-train-epoch"),
-    ("- Best test accuracy: 99.45% (epoch 14)", "claims/best-test"),
-    ("- Best test accuracy: 99.39% (epoch 9)", "claims/best-test-epoch"),
-])
-def test_a_result_that_disagrees_is_a_violation(tmp_path, claim, rule):
-    key = claim.split(":")[0]
-    lines = [claim if line.startswith(key) else line for line in RESULT.splitlines()]
-    v = [x for x in check([build(tmp_path, result="\n".join(lines))]) if x.rule.startswith("claims")]
-    assert [x.rule for x in v] == [rule]
-    assert "claims" in v[0].message and "recorded" in v[0].message
-
-
-def test_claims_are_compared_at_the_printed_precision(tmp_path):
-    result = "## Result\n- Parameters: 7.4k\n- Best train accuracy: 99.8 (15th epoch)\n- Best test accuracy: 99.4 (14th epoch)"
-    assert check([build(tmp_path, result=result)]) == []
-
-
-def test_claims_without_metrics_or_numbers(tmp_path):
-    assert rules(build(tmp_path, metrics_=False)) == ["claims/unverified"]
-    vague = build(tmp_path, "v.ipynb", result="## Result\n- Pretty good accuracy.")
-    assert rules(vague) == ["claims/missing"]
-
-
-def test_a_smoke_run_is_not_held_to_the_reference_claims(tmp_path):
-    quick = metrics(quick=True, best_test_acc=91.2, best_test_epoch=1, epochs=1)
-    quick["history"] = quick["history"][:1]
-    assert check([build(tmp_path, metrics_=quick, executed=True)]) == []
-
-
-# --- sanity ---
-
-def test_nan_loss_and_accuracy_reported_with_it(tmp_path):
-    m = metrics()
-    m["history"][2]["train_loss"] = float("nan")
-    p = build(tmp_path, metrics_=m)
-    assert rules(p) == ["sanity/accuracy-with-nan-loss", "sanity/non-finite-loss"]
-
-
-def test_exactly_100_percent_is_flagged(tmp_path):
-    m = metrics()
-    m["history"][0]["test_acc"] = 100.0
-    assert rules(build(tmp_path, metrics_=m)) == ["sanity/perfect-accuracy"]
-
-
-# --- assignment rules ---
-
-def test_assignment_wants_exactly_its_steps_each_with_an_rf_table(tmp_path):
-    folder = tmp_path / "submission"
-    for i in (1, 2, 3):
-        build(folder, f"step{i}.ipynb")
-    (folder / "assignment.json").write_text(json.dumps({"steps": 4, "rf_table": True}))
-    found = check([folder])
-    assert any(v.rule == "assignment/steps" and "3 step notebooks" in v.message for v in found)
-    assert sum(v.rule == "assignment/rf-table" for v in found) == 3
-    for i in (1, 2, 3, 4):
-        p = build(folder, f"step{i}.ipynb")
-        nb = nbformat.read(p, 4)
-        nb.cells.append(code("kit.rf.receptive_field(model, (1, 28, 28))"))
-        nbformat.write(nb, p)
-    assert check([folder]) == []
-
-
-# --- the command line and the repository itself ---
 
 def test_cli_prints_path_rule_message_and_exits_1(tmp_path):
-    p = build(tmp_path, metrics_=metrics(best_test_acc=99.2))
+    p = build(tmp_path, result=markdown(record()).replace("99.50%", "99.90%"))
     done = subprocess.run([sys.executable, "-m", "kit", "check", str(p)], capture_output=True, text=True)
-    assert done.returncode == 1
-    assert done.stdout.strip() == f"{p}: claims/best-test: claims 99.39, recorded 99.2"
-    good = subprocess.run([sys.executable, "-m", "kit", "check", str(build(tmp_path, "g.ipynb"))],
-                          capture_output=True, text=True)
-    assert good.returncode == 0 and good.stdout == ""
+    assert done.returncode == 1 and f"{p}: claims/best-test: claims 99.90%, recorded 99.50%" in done.stdout
+    ok = subprocess.run([sys.executable, "-m", "kit", "check", str(build(tmp_path / "ok"))], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == ""
 
 
 def test_the_repository_passes_its_own_checker():
     found = check([ROOT / "notebooks", ROOT / "reports"])
     assert found == [], "\n".join(map(str, found))
-
-
-# --- notebooks that train several runs (seeds, variants) ---
-
-def multi_run_metrics():
-    first = metrics()
-    second = metrics(best_train_acc=99.5, best_train_epoch=14, best_test_acc=99.41, best_test_epoch=12)
-    second["history"][11]["test_acc"] = 99.41
-    return {**first, "runs": [{"name": "seed 1", **first, "budget": {"held": True}},
-                              {"name": "seed 2", **second, "budget": {"held": True}}]}
-
-
-MULTI_RESULT = ("## Result\n- Parameters: 7,416\n"
-                "- seed 1: best train accuracy 99.78% (epoch 15), best test accuracy 99.39% (epoch 14)\n"
-                "- **seed 2**: best train accuracy 99.50% (epoch 14), best test accuracy 99.41% (epoch 12)")
-
-
-def test_each_run_is_claimed_on_its_own_line(tmp_path):
-    assert check([build(tmp_path, result=MULTI_RESULT, metrics_=multi_run_metrics())]) == []
-    wrong = build(tmp_path, "w.ipynb", result=MULTI_RESULT.replace("99.41% (epoch 12)", "99.45% (epoch 12)"),
-                  metrics_=multi_run_metrics())
-    assert [str(v).split(": ", 1)[1] for v in check([wrong])] == ["claims/best-test: seed 2: claims 99.45, recorded 99.41"]
-    left_out = build(tmp_path, "l.ipynb", result="\n".join(MULTI_RESULT.splitlines()[:3]), metrics_=multi_run_metrics())
-    assert [v.rule for v in check([left_out])] == ["claims/runs"]
-    assert "seed 2" in check([left_out])[0].message
-
-
-def test_every_run_held_to_the_budget_must_meet_it(tmp_path):
-    m = multi_run_metrics()
-    m["runs"][1]["history"][-1]["test_acc"] = 98.5  # seed 2 dips in its last epoch
-    found = check([build(tmp_path, result=MULTI_RESULT, metrics_=m)])
-    assert [(v.rule, v.message.split(":")[0]) for v in found] == [("budget/consistency", "seed 2")]
-    m["runs"][1]["budget"] = None  # a run that is not held to the budget (a teacher, say)
-    assert check([build(tmp_path, "t.ipynb", result=MULTI_RESULT, metrics_=m)]) == []
-
-
-# --- the report of a source notebook ---
-
-def test_a_report_must_show_the_notebooks_own_code_and_text(tmp_path):
-    from kit.run import refresh_text
-
-    source = build(tmp_path / "notebooks", metrics_=False)
-    reports = tmp_path / "reports"
-    report = build(reports, executed=True)
-    assert check([source]) == []
-    nb = nbformat.read(source, 4)
-    nb.cells[-1].source = "## Analysis\n- Rewritten after the run."
-    nbformat.write(nb, source)
-    assert rules(source) == ["report/stale-text"]
-    refresh_text(source, reports)
-    assert check([source]) == [] and "Rewritten" in report.read_text()
-    nb.cells[3].source += "\nprint('changed')"
-    nbformat.write(nb, source)
-    assert rules(source) == ["report/stale-code"]
-    with pytest.raises(ValueError, match="run it again"):
-        refresh_text(source, reports)
-
-
-def test_the_colab_install_line_uses_the_configured_repository(tmp_path):
-    p = build(tmp_path)
-    nb = nbformat.read(p, 4)
-    nb.cells.insert(1, code(f'%pip install "drill-down-kit @ git+https://github.com/{colab.REPOSITORY}@{colab.BRANCH}"'))
-    nbformat.write(nb, p)
-    assert check([p]) == []
-    nb.cells[1].source = '%pip install "drill-down-kit @ git+https://github.com/someone/fork@main"'
-    nbformat.write(nb, p)
-    assert rules(p) == ["structure/colab-install"]
-
-
-def test_a_template_folder_is_checked_only_when_named(tmp_path):
-    template = tmp_path / "assignment" / "template"
-    build(template, result="## Result\n- Parameters: TODO", metrics_=False)
-    assert check([tmp_path / "assignment"]) == []
-    assert "structure/sections" in rules(template)
-
-
-def test_the_last_step_must_hold_itself_to_the_assignments_budget(tmp_path):
-    folder = tmp_path / "submission"
-    for i in (1, 2):
-        p = build(folder, f"step{i}.ipynb")
-    spec = {"steps": 2, "budget": {"max_parameters": 8000, "max_epochs": 15, "target_test_acc": 99.4,
-                                   "consistent_epochs": 3}}
-    (folder / "assignment.json").write_text(json.dumps(spec))
-    found = [v for v in check([folder]) if v.rule == "assignment/budget"]  # BUDGET asks only 99.0%
-    assert {v.path for v in found} == {p}
-    assert [v.message.split(":")[0] for v in found] == ["the last step's budget is looser than the assignment's",
-                                                         "the last step misses the assignment's budget"]
-    assert "target_test_acc 99.0 (the assignment's: 99.4)" in found[0].message
-    spec["budget"]["target_test_acc"] = 99.0
-    (folder / "assignment.json").write_text(json.dumps(spec))
-    assert check([folder]) == []
-    m = metrics()
-    m["history"][-1]["test_acc"] = 98.9  # the last step misses, and says so: honest, but not a solution
-    build(folder, "step2.ipynb", result=RESULT + "\n- The budget is missed.", metrics_=m)
-    found = check([folder])
-    assert [v.rule for v in found] == ["assignment/budget"] and "misses the assignment's budget" in found[0].message

@@ -1,26 +1,32 @@
 """`python -m kit run` on tiny notebooks that the tests write: one passes, the others raise, die or hang."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
 
 
-def notebook(path, body: str):
-    params = nbformat.v4.new_code_cell("quick = False\ndevice = 'auto'\nlr = 0.1\nmetrics_path = None")
-    params.metadata["tags"] = ["parameters"]
-    nbformat.write(nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)]), path)
+def notebook(path, body: str, params="quick = False\ndevice = 'auto'\nlr = 0.1"):
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(body)]), path)
 
 
-# Writes metrics shaped like kit.record.metrics, so the table and the figure have something to show.
-GOOD = """import json, pathlib
-history = [{"epoch": e, "test_acc": 97.0 + e, "train_acc": 96.0 + e} for e in (1, 2, 3)]
-record = {"parameters": 7416, "epochs": 3, "best_train_acc": 99.0, "best_train_epoch": 3,
-          "best_test_acc": 100.0 if lr > 1 else 99.25, "best_test_epoch": 3, "last_test_acc": [98.0, 99.0, 99.25],
-          "device": "cpu", "data": "toy", "quick": quick, "lr": lr, "history": history}
-if metrics_path:
-    pathlib.Path(metrics_path).write_text(json.dumps(record))
+# A record of three epochs, written where `kit run` says (KIT_METRICS), with the epoch lines a Trainer prints.
+GOOD = """import os
+from kit.history import EpochRecord, History, epoch_line
+from kit.record import Environment, Record, Run
+h = History([EpochRecord(e, 0.5 / e, 96.0 + e, 0.4 / e, 97.0 + e if lr < 1 else 100.0, lr, 1.0) for e in (1, 2, 3)])
+for e in h.epochs:
+    print(epoch_line(e))
+rec = Record([Run("", 7416, 7416, h, data="toy", test_images=100, train_images=100)], quick=quick,
+             environment=Environment.here("cpu"))
+if os.environ.get("KIT_METRICS"):
+    rec.save(os.environ["KIT_METRICS"])
 print('fine')"""
 
 
@@ -33,13 +39,14 @@ def folder(tmp_path):
     return nbs
 
 
-def kit_run(*args):
-    return subprocess.run([sys.executable, "-m", "kit", "run", *args], capture_output=True, text=True, timeout=300)
+def kit_run(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "kit", "run", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, **kw)
 
 
 def test_run_reports_failures_keeps_going_and_writes_the_table(folder, tmp_path):
     out = tmp_path / "reports"
-    done = kit_run(str(folder), "--quick", "--out", str(out), "-p", "lr", "0.5")
+    done = kit_run(folder, "--quick", "--out", out, "-p", "lr", "0.5")
     assert done.returncode == 1
     assert "ok  a_good.ipynb" in done.stdout and "FAILED  b_bad.ipynb" in done.stdout
     assert "cell 1 (`x = 1`): ValueError: the model is too big" in done.stderr
@@ -48,23 +55,41 @@ def test_run_reports_failures_keeps_going_and_writes_the_table(folder, tmp_path)
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "a_good.ipynb", "a_good.metrics.json", "a_good.run.json", "a_good_files",
         "b_bad.failed.json", "results.json", "steps.png"]
-    metrics = json.loads((out / "a_good.metrics.json").read_text())
-    assert metrics["quick"] is True and metrics["lr"] == 0.5  # -p and --quick reached the notebook
+    record = json.loads((out / "a_good.metrics.json").read_text())
+    assert record["quick"] is True and record["runs"][0]["history"][0]["lr"] == 0.5  # -p and --quick arrived
     rows = {r["notebook"]: r for r in json.loads((out / "results.json").read_text())}
     assert rows["a_good.ipynb"]["status"] == "ok" and rows["a_good.ipynb"]["parameters"] == 7416
-    assert rows["a_good.ipynb"]["last_test_acc"] == [98.0, 99.0, 99.25]
     assert rows["b_bad.ipynb"]["status"] == "failed" and "ValueError" in rows["b_bad.ipynb"]["error"]
     table = (out / "README.md").read_text()
-    assert "| [a_good.ipynb](a_good.ipynb) *quick: toy* | 7,416 | 99.00% | 99.25% (3) | 98.00, 99.00, 99.25 | 3 | cpu |" in table
-    assert "![test accuracy per epoch" in table and "b_bad.ipynb" in table
+    assert "| [a_good.ipynb](a_good.ipynb) *quick: toy* | 7,416 |" in table and "b_bad.ipynb" in table
+
+
+def test_the_plan_comes_first_and_epoch_lines_stream(folder, tmp_path):
+    out = tmp_path / "reports"
+    done = kit_run(folder / "a_good.ipynb", "--out", out)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("kit run: 1 notebook on cpu") and "no earlier run" in lines[1]
+    assert "timeout: none" in lines[1]  # a full run with no earlier one on this kind of device is never cut short
+    assert "  [a_good] epoch  1  train loss 0.5000" in done.stdout
+    again = kit_run(folder / "a_good.ipynb", "--out", out)
+    assert "last run here:" in again.stdout.splitlines()[1] and "timeout: 6" in again.stdout.splitlines()[1]
+
+
+def test_no_machine_path_lands_in_a_report(folder, tmp_path):
+    out = tmp_path / "reports"
+    assert kit_run(folder / "a_good.ipynb", "--out", out).returncode == 0
+    text = (out / "a_good.ipynb").read_text()
+    assert str(tmp_path) not in text and "metrics_path" not in text
+    meta = json.loads(text)["metadata"]
+    assert meta["kit"]["run_id"] and meta["kit"]["parameters"] == {"quick": False, "device": "auto"}
 
 
 def test_a_failed_rerun_keeps_the_last_good_report(folder, tmp_path):
     out = tmp_path / "reports"
-    assert kit_run(str(folder / "a_good.ipynb"), "--out", str(out)).returncode == 0
+    assert kit_run(folder / "a_good.ipynb", "--out", out).returncode == 0
     before = {p.name: p.read_bytes() for p in out.glob("a_good*") if p.is_file()}
     notebook(folder / "a_good.ipynb", "raise RuntimeError('broken now')")
-    done = kit_run(str(folder / "a_good.ipynb"), "--out", str(out))
+    done = kit_run(folder / "a_good.ipynb", "--out", out)
     assert done.returncode == 1 and "RuntimeError: broken now" in done.stderr
     after = {p.name: p.read_bytes() for p in out.glob("a_good*") if p.is_file()}
     assert after.pop("a_good.failed.json") and after == before
@@ -74,35 +99,131 @@ def test_a_failed_rerun_keeps_the_last_good_report(folder, tmp_path):
 
 def test_changed_only_skips_what_did_not_change(folder, tmp_path):
     out = tmp_path / "reports"
-    nb = str(folder / "a_good.ipynb")
-    assert kit_run(nb, "--out", str(out)).returncode == 0
-    again = kit_run(nb, "--out", str(out), "--changed-only")
+    nb = folder / "a_good.ipynb"
+    assert kit_run(nb, "--out", out).returncode == 0
+    again = kit_run(nb, "--out", out, "--changed-only")
     assert again.returncode == 0 and "skip  a_good.ipynb" in again.stdout
-    changed = kit_run(nb, "--out", str(out), "--changed-only", "-p", "lr", "0.2")
+    changed = kit_run(nb, "--out", out, "--changed-only", "-p", "lr", "0.2")
     assert "ok  a_good.ipynb" in changed.stdout
+
+
+def test_changed_only_sees_a_change_to_the_models(monkeypatch, tmp_path):
+    import kit.run
+
+    nb = tmp_path / "x.ipynb"
+    notebook(nb, "print(1)")
+    before = kit.run.inputs_hash(nb, {})
+    models = kit.run.PACKAGE / "models" / "steps.py"
+    monkeypatch.setattr(kit.run.Path, "read_bytes",
+                        lambda self, _o=kit.run.Path.read_bytes: _o(self) + (b"#" if self == models else b""))
+    assert kit.run.inputs_hash(nb, {}) != before
+
+
+def test_an_unknown_parameter_is_refused_before_anything_runs(folder, tmp_path):
+    done = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "r", "-p", "epochz", "3")
+    assert done.returncode == 1 and "no parameter 'epochz'" in done.stderr and "it declares: quick, device, lr" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r" / "a_good.ipynb").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "-5"], "timeout must be a whole number of at least 1"),
+    (["--jobs", "0"], "jobs must be a whole number of at least 1"),
+])
+def test_nonsense_options_are_refused(folder, tmp_path, args, message):
+    done = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "r", *args)
+    assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_out_naming_a_file_is_refused(folder, tmp_path):
+    (tmp_path / "file").write_text("x")
+    done = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "file")
+    assert done.returncode == 1 and "is a file" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_parallel_jobs(folder, tmp_path):
     notebook(folder / "b_bad.ipynb", GOOD)
-    done = kit_run(str(folder), "--jobs", "2", "--out", str(tmp_path / "r"))
+    done = kit_run(folder, "--jobs", "2", "--out", tmp_path / "r")
     assert done.returncode == 0 and done.stdout.count("    ok  ") == 2
 
 
 def test_a_hanging_notebook_is_stopped_and_reported(tmp_path):
     notebook(tmp_path / "hang.ipynb", "import time\ntime.sleep(600)")
-    done = kit_run(str(tmp_path / "hang.ipynb"), "--timeout", "8", "--out", str(tmp_path / "r"))
+    done = kit_run(tmp_path / "hang.ipynb", "--timeout", "8", "--out", tmp_path / "r")
     assert done.returncode == 1 and "timed out after 8s" in done.stderr
     assert not [p for p in (tmp_path / "r").iterdir() if p.name.startswith(".")]
 
 
-def test_a_dying_kernel_is_reported(tmp_path):
+def test_a_dying_kernel_names_its_cell(tmp_path):
     notebook(tmp_path / "die.ipynb", "import os\nos._exit(1)")
-    done = kit_run(str(tmp_path / "die.ipynb"), "--out", str(tmp_path / "r"))
-    assert done.returncode == 1 and "FAILED  die.ipynb" in done.stdout and "Dead" in done.stderr
+    done = kit_run(tmp_path / "die.ipynb", "--out", tmp_path / "r")
+    assert done.returncode == 1 and "FAILED  die.ipynb" in done.stdout
+    assert "cell 1 (`import os`)" in done.stderr and "out of memory" not in done.stderr
+
+
+def test_a_second_batch_into_the_same_folder_stops_and_says_who_holds_it(folder, tmp_path):
+    notebook(folder / "slow.ipynb", "import time\ntime.sleep(30)")
+    first = subprocess.Popen([sys.executable, "-m", "kit", "run", str(folder / "slow.ipynb"), "--out", str(tmp_path / "r")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if (tmp_path / "r" / ".kit-run.lock").exists():
+                break
+            time.sleep(0.1)
+        second = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "r")
+        assert second.returncode == 1 and f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_ctrl_c_stops_the_workers_keeps_the_reports_whole_and_says_what_finished(folder, tmp_path):
+    out = tmp_path / "r"
+    assert kit_run(folder / "a_good.ipynb", "--out", out).returncode == 0
+    before = (out / "a_good.ipynb").read_bytes()
+    notebook(folder / "a_good.ipynb", "import time\ntime.sleep(60)")
+    batch = subprocess.Popen([sys.executable, "-m", "kit", "run", str(folder / "a_good.ipynb"), "--out", str(out)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(300):
+        if list(out.glob(".a_good.staging/*.ipynb")) or list(out.glob(".a_good.staging/.worker.log")):
+            break
+        time.sleep(0.1)
+    time.sleep(3)
+    batch.send_signal(signal.SIGINT)
+    stdout, stderr = batch.communicate(timeout=60)
+    assert batch.returncode == 130 and "Traceback" not in stderr
+    assert "stopped: a_good.ipynb" in stderr and "--changed-only" in stderr
+    assert (out / "a_good.ipynb").read_bytes() == before  # the report in place is the whole old one
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    leftover = subprocess.run(["pgrep", "-f", "time.sleep\\(60\\)|kit.worker"], capture_output=True, text=True)
+    assert leftover.stdout.strip() == "", "a worker or kernel outlived the batch"
+
+
+def test_a_commit_killed_half_way_is_finished_by_the_next_run(tmp_path):
+    from kit.files import commit_report, recover, staging
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "x.ipynb").write_text("old notebook")
+    (out / "x.metrics.json").write_text("old record")
+    (out / "x.failed.json").write_text("an old failure")
+    stage = staging(out, "x")
+    stage.mkdir()
+    (stage / "x.ipynb").write_text("new notebook")
+    (stage / "x.metrics.json").write_text("new record")
+    (out / ".x.commit").write_text(json.dumps(["x.ipynb", "x.metrics.json"]))  # as if killed right after the journal
+    (out / "x.ipynb").unlink()  # ... and after the first file had gone
+    assert recover(out)
+    assert (out / "x.ipynb").read_text() == "new notebook" and (out / "x.metrics.json").read_text() == "new record"
+    assert not (out / "x.failed.json").exists() and sorted(p.name for p in out.iterdir()) == ["x.ipynb", "x.metrics.json"]
+    (stage := staging(out, "x")).mkdir()
+    (stage / "x.ipynb").write_text("half staged")  # killed before its journal: discarded, the report stays
+    recover(out)
+    assert (out / "x.ipynb").read_text() == "new notebook" and not stage.exists()
+    commit_report  # the function the run calls; its steps are what recover() repeats
 
 
 def test_run_names_a_missing_notebook(tmp_path):
-    done = kit_run(str(tmp_path / "nope.ipynb"))
+    done = kit_run(tmp_path / "nope.ipynb")
     assert done.returncode == 1 and "nope.ipynb: not a notebook" in done.stderr
 
 
@@ -112,7 +233,7 @@ def test_sub_folders_report_into_the_same_sub_folders_and_templates_are_left_out
         (nbs / sub).mkdir(parents=True, exist_ok=True)
         notebook(nbs / sub / "step.ipynb" if sub else nbs / "intro.ipynb", GOOD)
     out = tmp_path / "reports"
-    done = kit_run(str(nbs), "--quick", "--out", str(out))
+    done = kit_run(nbs, "--quick", "--out", out)
     assert done.returncode == 0, done.stderr
     assert (out / "intro.ipynb").exists() and (out / "assignments" / "solution" / "step.ipynb").exists()
     assert not (out / "assignments" / "template").exists()
@@ -128,31 +249,21 @@ def test_text_only_refreshes_the_markdown_of_a_report(tmp_path):
     nb = nbformat.read(nbs / "a.ipynb", 4)
     nb.cells.append(nbformat.v4.new_markdown_cell("## Analysis\nTo be written."))
     nbformat.write(nb, nbs / "a.ipynb")
-    assert kit_run(str(nbs), "--quick", "--out", str(out)).returncode == 0
+    assert kit_run(nbs, "--quick", "--out", out).returncode == 0
     nb.cells[-1].source = "## Analysis\nWritten from the run's curves."
     nbformat.write(nb, nbs / "a.ipynb")
-    done = kit_run(str(nbs), "--text-only", "--out", str(out))
+    done = kit_run(nbs, "--text-only", "--out", out)
     assert done.returncode == 0 and "refreshed the text of" in done.stdout
     report = nbformat.read(out / "a.ipynb", 4)
     assert report.cells[-1].source.endswith("from the run's curves.") and report.cells[2].outputs  # outputs kept
     nb.cells.append(nbformat.v4.new_code_cell("print('new')"))
     nbformat.write(nb, nbs / "a.ipynb")
-    refused = kit_run(str(nbs), "--text-only", "--out", str(out))
+    refused = kit_run(nbs, "--text-only", "--out", out)
     assert refused.returncode == 1 and "run it again" in refused.stderr
 
 
-def test_the_table_has_a_row_for_each_run_of_a_multi_run_notebook(tmp_path):
-    from kit.report import write_report
-
-    def run(name, seed, best):
-        return {"name": name, "seed": seed, "parameters": 7552, "epochs": 2, "best_train_acc": 99.0,
-                "best_test_acc": best, "best_test_epoch": 2, "last_test_acc": [99.0, best], "seconds": 10.0 + seed,
-                "history": [{"epoch": 1, "test_acc": 99.0}, {"epoch": 2, "test_acc": best}]}
-
-    runs = [run("seed 1", 1, 99.45), run("seed 2", 2, 99.5)]
-    (tmp_path / "step4.metrics.json").write_text(json.dumps({**runs[0], "runs": runs, "device": "cpu"}))
-    (tmp_path / "step4.run.json").write_text(json.dumps({"status": "ok", "seconds": 99.0, "device": "cpu"}))
-    rows = write_report(tmp_path)
-    assert [(r["run"], r["best_test_acc"], r["seconds"]) for r in rows] == [("seed 1", 99.45, 11.0), ("seed 2", 99.5, 12.0)]
-    table = (tmp_path / "README.md").read_text()
-    assert "| [step4.ipynb](step4.ipynb) · seed 2 | 7,552 | 99.00% | 99.50% (2) | 99.00, 99.50 | 2 | cpu | 12 s | ok |" in table
+def test_figures_reach_the_report_whatever_the_shell_chose(tmp_path):
+    notebook(tmp_path / "plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2]);\nplt.show()")
+    done = kit_run(tmp_path / "plot.ipynb", "--out", tmp_path / "r", env={**os.environ, "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr
+    assert list((tmp_path / "r" / "plot_files").glob("*.png"))

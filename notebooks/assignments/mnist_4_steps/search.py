@@ -29,13 +29,18 @@ ROOT = Path(__file__).resolve().parents[3]
 RECORDS = ROOT / "reports" / "assignments" / "mnist_4_steps" / "search.json"
 
 # step 4's recipe, and the variants tried: a candidate is a model (SPECS) trained with a recipe (RECIPES)
-RECIPE = dict(epochs=15, batch_size=128, lr=0.2, label_smoothing=0.0,
+RECIPE = dict(epochs=15, batch_size=128, lr=0.2, label_smoothing=0.0, weight_decay=0.0, ema=None,
               augment=dict(rotation=7, translate=0.1, scale=(0.9, 1.1)))
 RECIPES = {
     "r128": {},                                                  # step 4's recipe as it is
     "r64": dict(batch_size=64, lr=0.1),                          # twice the steps, half the rate
     "rot": dict(augment=dict(rotation=7)),                       # turns only: an easier task for a small model
     "r64rot": dict(batch_size=64, lr=0.1, augment=dict(rotation=7)),
+    "ls": dict(label_smoothing=0.1),                             # softer targets
+    "wd": dict(weight_decay=1e-4),                               # a little L2
+    "noscale": dict(augment=dict(rotation=7, translate=0.1)),    # turns and shifts, no zoom
+    "ema": dict(ema=0.999),                                      # tested with the weights' moving average
+    "ema64": dict(batch_size=64, lr=0.1, ema=0.999),
 }
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
@@ -56,6 +61,7 @@ SPECS = {
     "m": "8 12 P t8 12 16 G",              # 3,896
     "n": "8p 12p P t8 12 12 16 G",         # 5,216: a's layers on 28x28 maps before the pool (more work, no more weights)
     "o": "8p 12 P t8 12 12 16 G",          # 5,216: only the first padded
+    "p": "6 12 P t6 10 12 14 14p G",       # 5,958: d with more channels before the pool
 }
 CANDIDATES = {f"{spec}-{recipe}": (spec, recipe) for spec in SPECS for recipe in RECIPES}
 
@@ -108,7 +114,9 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
                                               augment=kit.Augment(**recipe["augment"]))
     model = Candidate(spec)
     trainer = kit.Trainer(model, train_loader, test_loader, epochs=setup.epochs, lr=recipe["lr"],
-                          label_smoothing=recipe["label_smoothing"], scheduler=kit.OneCycle(max_lr=recipe["lr"]),
+                          label_smoothing=recipe["label_smoothing"], weight_decay=recipe["weight_decay"],
+                          scheduler=kit.OneCycle(max_lr=recipe["lr"]),
+                          callbacks=[kit.EMA(recipe["ema"])] if recipe["ema"] else [],
                           name=f"{name} seed {seed}", verbose=False)
     trainer.fit()
     h = trainer.history

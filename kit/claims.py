@@ -1,0 +1,404 @@
+"""Claims as data: what a Result or an Analysis cell says, read number by number and tied to a record.
+
+A Result states, for every run, its parameters, best train and test accuracy
+with their epochs, the last K test accuracies and, for a run held to a budget,
+the verdict as a fixed phrase ("Budget: met" / "Budget: missed (...)"). Each
+of those is compared with what the record derives from its history, at the
+precision printed. Every other number in the Result must be one the record
+holds or derives (a per-epoch value, a difference of two, a setting), or it is
+flagged: a number that cannot be tied is a claim that cannot be checked.
+
+In an Analysis, the figures (percentages, decimals, parameter counts) must be
+ones this notebook's record holds, or ones of a notebook whose report the same
+paragraph links to. Only rendered text counts: HTML comments are dropped first.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from kit.record import Record, Run, mean_spread, seed_groups
+
+COMMENT = re.compile(r"<!--.*?-->", re.S)
+CODE_SPAN = re.compile(r"`[^`]*`")
+LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)\)")
+NUMBER = re.compile(r"(?<![\w.,/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\.?\d)(\s*%)?(?![\w])")
+VERDICT = re.compile(r"\bbudget\b\W{0,3}(?:is\s+)?(met|missed)\b", re.I)
+
+
+def rendered(text: str) -> str:
+    """What a reader sees: no HTML comments."""
+    return COMMENT.sub("", text)
+
+
+def _numbers(text: str) -> list[tuple[str, bool]]:
+    """(number as printed, followed by %) for every number in prose; code spans and link targets left out."""
+    text = CODE_SPAN.sub(" ", LINK.sub(lambda m: f" {m.group(1)} ", text))
+    return [(m.group(1), bool(m.group(2))) for m in NUMBER.finditer(text)]
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _value(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _accuracy(number: str, percent: bool) -> tuple[float, int]:
+    """(value in percent, decimals printed): 0.9949 written without % reads as 99.49%."""
+    value, places = _value(number), _decimals(number)
+    if not percent and value <= 1 and places >= 3:
+        return value * 100, places - 2
+    return value, places
+
+
+def agrees(claimed: str, recorded: float) -> bool:
+    """Whether `recorded` rounds to the claimed number at the precision it was printed."""
+    d = _decimals(claimed)
+    return round(recorded, d) == round(_value(claimed), d)
+
+
+# --- what a record holds ----------------------------------------------------------------------
+
+@dataclass
+class Facts:
+    """Every number a record holds or derives, to tie the numbers of a text to."""
+
+    values: set[float] = field(default_factory=set)
+    integers: set[int] = field(default_factory=set)
+
+    def add(self, *values) -> None:
+        for v in values:
+            if isinstance(v, bool) or v is None:
+                continue
+            if isinstance(v, int):
+                self.integers.add(v)
+            if isinstance(v, (int, float)):
+                self.values.add(float(v))
+
+    def ties(self, claimed: str, percent: bool = False) -> bool:
+        d = _decimals(claimed)
+        value = _value(claimed)
+        if d == 0 and not percent and "," not in claimed:
+            return int(value) in self.integers or any(round(v) == value and v == int(v) for v in self.values)
+        targets = [value]
+        if not percent and value < 1 and d >= 3:  # an accuracy written as a fraction: 0.9949 for 99.49%
+            targets.append(value * 100)
+            d = max(d - 2, 0)
+        return any(round(v, d) == round(t, d) for v in self.values for t in targets)
+
+
+def _numbers_in(text: str) -> list[float]:
+    return [_value(n) for n, _ in _numbers(str(text))]
+
+
+def facts_of(record: Record) -> Facts:
+    f = Facts()
+    runs = record.runs
+    f.add(len(runs), len(record.reported))
+    for r in runs:
+        d = r.derived()
+        f.add(r.parameters, r.trainable_parameters, r.epochs, r.seed, r.train_images, r.test_images, r.seconds,
+              d["best_train_acc"], d["best_test_acc"], d["best_train_epoch"], d["best_test_epoch"], len(d["last_test_acc"]))
+        f.add(*range(1, r.epochs + 1))
+        if r.budget:
+            b = r.budget
+            f.add(b.max_parameters, b.max_epochs, b.target_test_acc, b.consistent_epochs)
+            f.add(*(abs(b.target_test_acc - e.test_acc) for e in r.history.epochs))
+            f.add(b.max_parameters - r.parameters)
+        for e in r.history.epochs:
+            f.add(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.lr, e.seconds, e.train_acc - e.test_acc,
+                  e.test_acc - e.train_acc)
+        accs = r.history.column("test_acc")
+        f.add(*(abs(a - b) for a, b in itertools.combinations(accs, 2)))
+        f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("train_acc"), 2)))
+        f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("test_loss"), 2)))
+        for key in ("lr", "momentum", "weight_decay", "label_smoothing", "batch_size"):
+            f.add(r.settings.get(key))
+        for text in (*r.settings.get("callbacks", []), r.settings.get("augment", ""), r.settings.get("architecture", "")):
+            f.add(*_numbers_in(text))
+        f.add(*r.settings.get("layer_parameters", {}).values())
+    for a, b in itertools.combinations(runs, 2):  # one run against another: best against best, epoch by epoch
+        f.add(abs(a.derived()["best_test_acc"] - b.derived()["best_test_acc"]), abs(a.parameters - b.parameters))
+        f.add(*(abs(x.test_acc - y.test_acc) for x, y in zip(a.history.epochs, b.history.epochs)))
+        if b.parameters:
+            f.add(100 * a.parameters / b.parameters, 100 * b.parameters / a.parameters if a.parameters else None)
+    for rs in seed_groups(record.reported).values():
+        for values in ([r.derived()["best_test_acc"] for r in rs], [r.history[-1].test_acc for r in rs]):
+            f.add(*mean_spread(values))
+    return f
+
+
+# --- the Result: the fixed claims about each run ---------------------------------------------------
+
+ACC = r"(\d+(?:\.\d+)?)\s*(%?)"
+EPOCH = r"(?:\s*\(?\s*(?:at\s+|in\s+)?epoch\s*(\d+)(?:\s*(?:of|/)\s*\d+)?\s*\)?)?"
+CLAIMS = {
+    "parameters": re.compile(r"\bparam(?:eter)?s?\b\W{0,3}(\d{1,3}(?:,\d{3})+|\d+)(?!\.\d)(\s*[kKmM]\b)?", re.I),
+    "best-train": re.compile(r"\bbest\s+train(?:ing)?\s+acc(?:uracy)?\b\W{0,3}" + ACC + EPOCH, re.I),
+    "best-test": re.compile(r"\bbest\s+test\s+acc(?:uracy)?\b\W{0,3}" + ACC + EPOCH, re.I),
+    "last": re.compile(r"\blast\s+(\d+)\s+test\s+accurac(?:y|ies)\b\W{0,3}((?:\d+(?:\.\d+)?%?(?:,\s*|\s+and\s+)?)+)", re.I),
+}
+HEADERS = {"parameters": "parameters", "best train": "best-train", "best test": "best-test", "last": "last",
+           "budget": "budget"}
+
+
+@dataclass
+class Claim:
+    rule: str  # "parameters", "best-train", "best-test", "last", "budget"
+    text: str  # the claim as read
+    value: object  # what it claims: a number as printed, (value, epoch), a list, "met"/"missed"
+
+
+def claims_in(text: str) -> list[Claim]:
+    """The fixed claims of one run, from a line or a block of lines in prose form."""
+    out = []
+    for rule, rx in CLAIMS.items():
+        for m in rx.finditer(text):
+            if rule == "parameters":
+                out.append(Claim(rule, m.group(0), (m.group(1), (m.group(2) or "").strip().lower())))
+            elif rule == "last":
+                out.append(Claim(rule, m.group(0), (int(m.group(1)), re.findall(r"\d+(?:\.\d+)?", m.group(2)))))
+            else:
+                out.append(Claim(rule, m.group(0), (m.group(1), bool(m.group(2)), m.group(3))))
+    out += [Claim("budget", m.group(0), m.group(1).lower()) for m in VERDICT.finditer(text)]
+    return out
+
+
+def table_claims(text: str) -> dict[str, list[Claim]]:
+    """Claims by run name from Markdown tables whose header names the columns (run, parameters, best train ...)."""
+    rows = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    out: dict[str, list[Claim]] = {}
+    header = None
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        if all(re.fullmatch(r":?-+:?", c) for c in cells if c):
+            continue
+        if header is None or (cells and cells[0].lower() in ("run", "name", "seed", "norm")):
+            header = [c.lower() for c in cells]
+            continue
+        name = re.sub(r"[*_`]", "", cells[0]).strip()
+        claims = []
+        for title, cell in zip(header[1:], cells[1:]):
+            kind = next((k for key, k in HEADERS.items() if title.startswith(key)), None)
+            if kind == "parameters" and (m := re.search(r"\d{1,3}(?:,\d{3})+|\d+", cell)):
+                claims.append(Claim(kind, cell, (m.group(0), "")))
+            elif kind in ("best-train", "best-test") and (m := re.match(ACC + EPOCH, cell)):
+                claims.append(Claim(kind, cell, (m.group(1), bool(m.group(2)), m.group(3))))
+            elif kind == "last":
+                k = re.search(r"last\s+(\d+)", title)
+                claims.append(Claim(kind, cell, (int(k.group(1)) if k else None, re.findall(r"\d+(?:\.\d+)?", cell))))
+            elif kind == "budget" and (m := re.match(r"(met|missed)\b", cell, re.I)):
+                claims.append(Claim(kind, cell, m.group(1).lower()))
+        out[name] = claims
+    return out
+
+
+def _labels(line: str, name: str) -> bool:
+    """Whether a prose line is about run `name`: '- seed 2: ...', '- **group norm**: ...'."""
+    return re.match(rf"\s*[-*]?\s*\**{re.escape(name)}\**\s*(?:[:(\u2014\u2013-]|$)", line, re.I) is not None
+
+
+def _blocks(text: str, names: list[str]) -> dict[str, str]:
+    """For prose Results of several runs: the line naming each run and any lines indented below it."""
+    out: dict[str, str] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        for name in sorted(names, key=len, reverse=True):
+            if name and _labels(line, name) and name not in out:
+                block = [line]
+                indent = len(line) - len(line.lstrip())
+                for nxt in lines[i + 1:]:
+                    if nxt.strip() and len(nxt) - len(nxt.lstrip()) > indent:
+                        block.append(nxt)
+                    else:
+                        break
+                out[name] = "\n".join(block)
+                break
+    return out
+
+
+@dataclass
+class Judged:
+    """One claim about a run, judged against a record: what was claimed, what was measured, whether they agree."""
+
+    rule: str  # "claims/parameters", "claims/best-test", ...
+    run: str
+    claimed: str
+    measured: str
+    held: bool
+    message: str = ""
+
+
+def _close(value: float, places: int, recorded: float, tolerance: float) -> bool:
+    """Equal at the printed precision, or within `tolerance` (a rerun elsewhere cannot repeat a run exactly)."""
+    return round(recorded, places) == round(value, places) or abs(recorded - value) <= tolerance
+
+
+def judge_claims(run: Run, claims: list[Claim], label: str, *, required: bool = True,
+                 tolerance: float = 0.0) -> list[Judged]:
+    """Each claim about `run` against its record, and the claims a Result must make but left out.
+
+    With a `tolerance` (accuracy points), an accuracy may differ by that much and the epoch of a best
+    accuracy is not judged: a rerun on another device cannot repeat the run exactly.
+    """
+    d = run.derived()
+    out = []
+    j = lambda rule, claimed, measured, held, msg="": out.append(  # noqa: E731
+        Judged(rule, run.name, claimed, measured, held, f"{label}{msg}" if msg else ""))
+    kinds = {c.rule for c in claims}
+    verdict = "met" if not d["budget_misses"] else "missed"
+    if required:
+        for k in ("parameters", "best-train", "best-test"):
+            if k not in kinds:
+                j("claims/missing", "", k, False, f"the Result does not state the {k.replace('-', ' ')}")
+        if run.budget is not None and "budget" not in kinds:
+            j("claims/verdict", "", verdict, False, "the run is held to a budget: say 'Budget: met' or 'Budget: "
+                                                     f"missed (...)' (the record says {verdict})")
+    history = run.history.epochs
+    for c in claims:
+        if c.rule == "parameters":
+            number, unit = c.value
+            scale = {"k": 1e3, "m": 1e6}.get(unit, 1)
+            ok = any(agrees(number, p / scale) for p in (run.parameters, run.trainable_parameters))
+            j("claims/parameters", f"{number}{unit}", f"{run.parameters:,}", ok,
+              "" if ok else f"claims {number}{unit}, recorded {run.parameters:,}")
+        elif c.rule in ("best-train", "best-test"):
+            number, percent, epoch = c.value
+            key = "train_acc" if c.rule == "best-train" else "test_acc"
+            best, best_epoch = d[f"best_{key}"], d[f"best_{key[:-4]}_epoch"]
+            value, places = _accuracy(number, percent)
+            shown = f"{number}{'%' if percent else ''}" + (f" (epoch {epoch})" if epoch else "")
+            measured = f"{best:.2f}% (epoch {best_epoch})"
+            if not _close(value, places, best, tolerance):
+                j(f"claims/{c.rule}", shown, measured, False, f"claims {number}{'%' if percent else ''}, recorded {best:.2f}%")
+            elif epoch is None:
+                j(f"claims/{c.rule}-epoch", shown, measured, tolerance > 0, "" if tolerance else
+                  f"claims no epoch for the {c.rule.replace('-', ' ')} accuracy; give it, e.g. '(epoch {best_epoch})'")
+            else:
+                at = [r.epoch for r in history if round(getattr(r, key), places) == round(value, places)]
+                ok = int(epoch) in at or tolerance > 0
+                j(f"claims/{c.rule}-epoch" if not ok else f"claims/{c.rule}", shown, measured, ok,
+                  "" if ok else f"claims epoch {epoch}, recorded epoch {best_epoch}")
+        elif c.rule == "last":
+            k, values = c.value
+            k = k or len(values)
+            recorded = run.history.last(k)
+            ok = len(values) == len(recorded) and all(
+                _close(_value(v), _decimals(v), r, tolerance) for v, r in zip(values, recorded))
+            j("claims/last", ", ".join(values), ", ".join(f"{a:.2f}" for a in recorded), ok, "" if ok else
+              f"claims the last {k} test accuracies are {', '.join(values)}; recorded "
+              f"{', '.join(f'{a:.2f}' for a in recorded)}")
+        elif c.rule == "budget" and run.budget is not None:
+            ok = c.value == verdict
+            j("claims/budget", c.value, verdict, ok, "" if ok else
+              f"the Result says the budget is {c.value}; the run "
+              f"{'meets it' if verdict == 'met' else 'misses it: ' + '; '.join(d['budget_misses'].values())}")
+    return out
+
+
+def check_run_claims(run: Run, claims: list[Claim], label: str, required: bool = True) -> list[tuple[str, str]]:
+    """(rule, message) for each claim about `run` that its record does not bear out; and the ones left out."""
+    return [(c.rule, c.message) for c in judge_claims(run, claims, label, required=required) if not c.held]
+
+
+def claims_by_run(text: str, record: Record) -> dict[str, list[Claim]]:
+    """What a Result claims of each reported run (tables and prose alike)."""
+    text = rendered(text)
+    reported = record.reported
+    if len(reported) == 1 and not reported[0].name:
+        return {"": claims_in(text)}
+    tables = table_claims(text)
+    blocks = _blocks(text, [r.name for r in reported])
+    return {r.name: tables.get(r.name, []) + claims_in(blocks.get(r.name, "")) for r in reported}
+
+
+def verdicts(text: str, record: Record) -> dict[str, str | None]:
+    """What the Result says of each run's budget ('met', 'missed', or None), read from the fixed phrase only."""
+    return {name: next((c.value for c in claims if c.rule == "budget"), None)
+            for name, claims in claims_by_run(text, record).items()}
+
+
+def check_result(text: str, record: Record) -> list[tuple[str, str]]:
+    """Every claim of a Result against its record; then every number it holds must tie to the record."""
+    text = rendered(text)
+    out = []
+    for name, claims in claims_by_run(text, record).items():
+        if name and not claims:
+            out.append(("claims/runs", f"the Result does not report the run '{name}' (a table row or a line that "
+                                       "starts with its name)"))
+            continue
+        out += check_run_claims(record.run(name), claims, f"{name}: " if name else "")
+    facts = facts_of(record)
+    untied = sorted({f"{n}{'%' if pct else ''}" for n, pct in _numbers(_without_names(text, record))
+                     if not facts.ties(n, pct)}, key=lambda s: _value(s.rstrip("%")))
+    if untied:
+        out.append(("claims/untied", f"the Result states {', '.join(untied)}, which the record neither holds nor "
+                                     "derives; state only what the run measured"))
+    return out
+
+
+def _without_names(text: str, record: Record) -> str:
+    """The Result without the runs' names, whose numbers ('seed 2') are names, not figures."""
+    for r in sorted(record.runs, key=lambda r: -len(r.name)):
+        if r.name:
+            text = text.replace(r.name, " ")
+    return re.sub(r"\bNVIDIA\s+\S+|\bH\d{3}\b|\bA\d{3,4}\b|\bEPYC\b[^.\n;]*|\bCUDA\s+[\d.]+", " ", text)
+
+
+# --- the Analysis: figures must be the record's, or a linked report's -------------------------------
+
+FIGURE = re.compile(r"%|\.|,")
+
+
+def figures(text: str) -> list[tuple[str, bool]]:
+    """The numbers an Analysis states as results: percentages, decimals, counts with thousands separators,
+    and numbers followed by 'parameters'."""
+    out = []
+    plain = CODE_SPAN.sub(" ", LINK.sub(lambda m: f" {m.group(1)} ", text))
+    for m in NUMBER.finditer(plain):
+        number, percent = m.group(1), bool(m.group(2))
+        after = plain[m.end():m.end() + 12].lower()
+        if percent or "." in number or "," in number or after.lstrip().startswith("param"):
+            out.append((number, percent))
+    return out
+
+
+def paragraphs(text: str) -> list[str]:
+    """Bullets and paragraphs: the unit within which a link to another report vouches for its figures."""
+    parts, current = [], []
+    for line in text.splitlines():
+        if re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not line.strip():
+            if current:
+                parts.append("\n".join(current))
+            current = [line] if line.strip() else []
+        else:
+            current.append(line)
+    if current:
+        parts.append("\n".join(current))
+    return parts
+
+
+def linked_reports(paragraph: str) -> list[str]:
+    """The notebooks (whose records the checker finds) and records files a paragraph links to."""
+    return [target for _, target in LINK.findall(paragraph) if target.split("#")[0].endswith((".ipynb", ".json"))]
+
+
+def check_analysis(text: str, record: Record, others) -> list[tuple[str, str]]:
+    """Each figure of an Analysis must be this notebook's record's, or a linked notebook's.
+
+    `others(target)` gives the Facts of the notebook a link points to, or None.
+    """
+    facts = facts_of(record)
+    out = []
+    for paragraph in paragraphs(rendered(text)):
+        extra = [f for f in (others(t) for t in linked_reports(paragraph)) if f is not None]
+        bad = [f"{n}{'%' if pct else ''}" for n, pct in figures(_without_names(paragraph, record))
+               if not facts.ties(n, pct) and not any(f.ties(n, pct) for f in extra)]
+        if bad:
+            first = paragraph.strip().splitlines()[0][:70]
+            out.append(("claims/analysis", f"'{first}…' states {', '.join(bad)}: neither this run's record nor a "
+                                           "report the paragraph links to holds it"))
+    return out

@@ -1,0 +1,108 @@
+"""A record tied to its evidence: the executed notebook it came from.
+
+A metrics file alone can be edited; the executed notebook beside it holds what
+the run printed while it trained. `kit check` accepts a record only where it
+agrees with that notebook: every epoch line the Trainer printed (run by run,
+at the precision printed), and the parameters as papermill injected them (a
+value that differs from the notebook's own is named).
+"""
+from __future__ import annotations
+
+import ast
+import re
+
+from kit.record import Record
+
+LINE = re.compile(r"^(?:(?P<name>.+?) · )?epoch\s+(?P<epoch>\d+)\s+train loss (?P<train_loss>\S+) acc\s+(?P<train_acc>\S+)%"
+                  r"\s+test loss (?P<test_loss>\S+) acc\s+(?P<test_acc>\S+)%\s+lr (?P<lr>\S+)\s+(?P<seconds>\S+)s\s*$")
+PRINTED = {"train_loss": "{:.4f}", "train_acc": "{:.2f}", "test_loss": "{:.4f}", "test_acc": "{:.2f}", "lr": "{:.3g}",
+           "seconds": "{:.1f}"}
+
+
+def printed_epochs(nb) -> list[dict]:
+    """Every epoch line a notebook's code cells printed, in order."""
+    out = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream" and o.get("name") == "stdout":
+                for line in "".join(o.get("text", "")).splitlines():
+                    if m := LINE.match(line.strip()):
+                        out.append(m.groupdict())
+    return out
+
+
+def _blocks(lines: list[dict]) -> dict[str, list[list[dict]]]:
+    """Lines by the name they carry; each name's lines split into runs where the epoch starts again at 1."""
+    out: dict[str, list[list[dict]]] = {}
+    for line in lines:
+        runs = out.setdefault(line["name"] or "", [])
+        if not runs or int(line["epoch"]) <= int(runs[-1][-1]["epoch"]):
+            runs.append([])
+        runs[-1].append(line)
+    return out
+
+
+def check_epoch_lines(nb, record: Record) -> list[tuple[str, str]]:
+    """Each run's history against the epoch lines the notebook printed for it."""
+    blocks = _blocks(printed_epochs(nb))
+    used: dict[str, int] = {}
+    out = []
+    order = sorted(record.runs, key=lambda r: r.settings.get("fit_order", 0))
+    for run in order:
+        name = run.settings.get("printed_name", run.name if run.name in blocks else "")
+        i = used.get(name, 0)
+        candidates = blocks.get(name, [])
+        label = f"run '{run.name}': " if run.name else ""
+        if i >= len(candidates):
+            out.append(("evidence/epoch-lines", f"{label}the notebook printed no epoch lines for it: the record "
+                                                "cannot be checked against the run (train with verbose=True)"))
+            continue
+        used[name] = i + 1
+        lines = candidates[i]
+        if len(lines) != len(run.history):
+            out.append(("evidence/epoch-lines", f"{label}the notebook printed {len(lines)} epoch(s); the record holds "
+                                                f"{len(run.history)}"))
+            continue
+        for line, epoch in zip(lines, run.history.epochs):
+            for key, fmt in PRINTED.items():
+                if line[key] != fmt.format(getattr(epoch, key)).strip():
+                    out.append(("evidence/epoch-lines", f"{label}epoch {epoch.epoch}: the notebook printed {key.replace('_', ' ')} "
+                                                        f"{line[key]}, the record says {fmt.format(getattr(epoch, key))}"))
+                    break
+            else:
+                continue
+            break
+    return out
+
+
+def assigned(source: str) -> dict:
+    """name -> value of the literal assignments in a cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                out[node.targets[0].id] = ast.unparse(node.value)
+    return out
+
+
+def check_parameters(nb) -> list[tuple[str, str]]:
+    """The parameters papermill injected must be the notebook's own (the device and smoke-run switch aside)."""
+    tagged = lambda tag: next((c.source for c in nb.cells if tag in c.metadata.get("tags", [])), None)  # noqa: E731
+    injected, own = tagged("injected-parameters"), tagged("parameters")
+    if injected is None or own is None:
+        return []
+    given, defaults = assigned(injected), assigned(own)
+    changed = [f"{k} = {v!r} (the notebook's own: {defaults.get(k, 'none')!r})" for k, v in given.items()
+               if k not in ("device", "quick") and defaults.get(k, object()) != v]
+    if changed:
+        return [("evidence/parameters", "the report ran with other parameters than the notebook's: " + "; ".join(changed)
+                 + "; run it as it is written")]
+    return []

@@ -1,0 +1,156 @@
+"""`python -m kit grade SUBMISSION`: the TA's tool. Grading is re-running.
+
+The submission's step notebooks are executed afresh into a folder of the
+grade's own (on the GPU where there is one), then every rule and every claim
+of each Result is judged against that fresh run, not against the records the
+submission brought. The grade sheet has a row per rule and claim: held or not,
+what was claimed, what was measured. It is printed as Markdown and written as
+Markdown and CSV beside the fresh reports; the exit status is 1 where any row
+does not hold.
+
+A rerun repeats a run exactly only on the same kind of device with the same
+thread count and library versions. Elsewhere, accuracies are allowed to differ
+by a tolerance (and the epoch of a best accuracy is not judged); the sheet
+says which, and how much.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from kit.files import write_text
+
+TOLERANCE = 0.15  # accuracy points a rerun on another kind of device may differ by
+
+
+@dataclass
+class Row:
+    step: str
+    rule: str
+    held: bool
+    claimed: str = ""
+    measured: str = ""
+    note: str = ""
+
+
+def _same_environment(a, b) -> bool:
+    keys = ("device_name", "threads", "torch", "numbers")
+    return a is not None and b is not None and all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def grade(submission: str | Path, *, device: str = "auto", out: str | Path | None = None, quick: bool = False,
+          tolerance: float | None = None) -> tuple[list[Row], Path]:
+    """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
+    from kit.check import (_body, check_structure, declared_budget, instructor_rules, metrics_path, section,
+                           step_notebooks, _repo_root)
+    from kit.claims import claims_by_run, judge_claims
+    from kit.record import Budget, Record, RecordError
+    from kit.run import run
+
+    submission = Path(submission)
+    if not submission.is_dir():
+        raise FileNotFoundError(f"{submission}: not a folder; give the folder that holds the submission's step notebooks")
+    if not (submission / "assignment.json").exists():
+        raise FileNotFoundError(f"{submission}: no assignment.json; a submission is a copy of an assignment's "
+                                "template folder")
+    rules, problems = instructor_rules(submission)
+    if rules is None:
+        raise ValueError(problems[0].message)
+    out = Path(out) if out else Path("grades") / submission.resolve().name
+    rows = [Row("all", v.rule, False, note=v.message) for v in problems]
+    notebooks = step_notebooks(submission)
+    rows.append(Row("all", "assignment/steps", len(notebooks) == rules["steps"], str(rules["steps"]),
+                    str(len(notebooks)), "step notebooks"))
+    status = run([str(submission)], out, quick=quick, device=device)
+    wanted = Budget.from_dict(rules["budget"], "the assignment's budget")
+    for i, path in enumerate(notebooks):
+        step = path.relative_to(submission).as_posix()
+        last = i == len(notebooks) - 1
+        nb = nbformat.read(path, as_version=4)
+        for v in check_structure(path, nb, None):
+            if v.rule != "structure/colab-badge":  # the badge depends on where a student keeps the copy
+                rows.append(Row(step, v.rule, False, note=v.message))
+        if rules.get("rf_table"):
+            has = any(c.cell_type == "code" and "receptive_field(" in c.source for c in nb.cells)
+            rows.append(Row(step, "assignment/rf-table", has, note="" if has else "no kit.rf.receptive_field(...) cell"))
+        fresh_path = out / path.relative_to(submission).parent / f"{path.stem}.metrics.json"
+        try:
+            fresh = Record.load(fresh_path)
+        except (RecordError, OSError) as e:
+            rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
+            continue
+        rows.append(Row(step, "grade/run", True, note=f"ran on {fresh.environment.device_name}" if fresh.environment else ""))
+        budgets, _ = declared_budget(nb)
+        budget = wanted if last else (budgets[0] if len(budgets) == 1 else None)
+        for r in fresh.reported if budget else []:
+            if not (last or r.budget):
+                continue
+            misses = budget.misses(parameters=r.parameters, epochs=r.epochs,
+                                   test_accs=None if fresh.quick else r.history.column("test_acc"))
+            for part in ("parameters", "epochs", "consistency"):
+                if part == "consistency" and fresh.quick:
+                    continue
+                measured = {"parameters": f"{r.parameters:,}", "epochs": str(r.epochs),
+                            "consistency": ", ".join(f"{a:.2f}" for a in r.history.last(budget.consistent_epochs))}[part]
+                limit = {"parameters": f"at most {budget.max_parameters:,}", "epochs": f"at most {budget.max_epochs}",
+                         "consistency": f"each of the last {budget.consistent_epochs} at least {budget.target_test_acc}%"}[part]
+                held = part not in misses or (not last and _said_missed(nb, fresh, r.name))
+                rows.append(Row(step, f"budget/{part}" + (f" · {r.name}" if r.name else ""), held, limit, measured,
+                                "the assignment's budget" if last else ("missed, as the Result says" if held and part in misses else "")))
+        result_cell = section(nb, "Result")
+        if fresh.quick:
+            rows.append(Row(step, "claims", True, note="not judged: a smoke run (--quick) measures no result"))
+            continue
+        own = metrics_path(path)
+        try:
+            theirs = Record.load(own) if own else None
+        except (RecordError, OSError):
+            theirs = None
+        tol = tolerance if tolerance is not None else (0.0 if theirs and _same_environment(theirs.environment,
+                                                                                          fresh.environment) else TOLERANCE)
+        note = "exact: the same kind of device, threads and versions" if tol == 0 else \
+            f"within {tol} accuracy points: the submission's own run came from another device or setting"
+        text = _body(result_cell) if result_cell is not None else ""
+        for name, claims in claims_by_run(text, fresh).items():
+            if not claims:
+                rows.append(Row(step, "claims/runs", False, measured=name, note="the Result does not report this run"))
+                continue
+            for j in judge_claims(fresh.run(name), claims, f"{name}: " if name else "", tolerance=tol):
+                rows.append(Row(step, j.rule + (f" · {name}" if name else ""), j.held, j.claimed, j.measured,
+                                j.message or note))
+    if status not in (0, 1):
+        rows.append(Row("all", "grade/run", False, note=f"the re-run was interrupted (status {status})"))
+    _write(out, rows, submission)
+    return rows, out
+
+
+def _said_missed(nb, record, name: str) -> bool:
+    from kit.check import _body, section
+    from kit.claims import verdicts
+
+    cell = section(nb, "Result")
+    return cell is not None and verdicts(_body(cell), record).get(name) == "missed"
+
+
+def markdown(rows: list[Row], submission: Path) -> str:
+    held = sum(r.held for r in rows)
+    lines = [f"# Grade sheet: {submission.name}", "",
+             f"{held} of {len(rows)} rules and claims hold, judged against a fresh run of every step.", "",
+             "| step | rule | held | claimed | measured | note |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r.step} | {r.rule} | {'yes' if r.held else '**no**'} | {r.claimed} | {r.measured} | "
+              f"{r.note.replace('|', '/')} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, rows: list[Row], submission: Path) -> None:
+    write_text(out / "grade.md", markdown(rows, submission))
+    buffer = io.StringIO()
+    w = csv.writer(buffer)
+    w.writerow(["step", "rule", "held", "claimed", "measured", "note"])
+    for r in rows:
+        w.writerow([r.step, r.rule, "yes" if r.held else "no", r.claimed, r.measured, r.note])
+    write_text(out / "grade.csv", buffer.getvalue())
