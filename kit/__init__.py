@@ -16,3 +16,8 @@ from kit.train import Trainer, pick_device, set_seed
 from kit.transforms import Augment
 
 __version__ = "0.2.0"
+__all__ = ["callbacks", "colab", "data", "formats", "history", "loaders", "models", "plots", "record", "rf", "summary",
+           "train", "transforms", "EMA", "L1", "Callback", "Distillation", "OneCycle", "Plateau", "StepLR", "ChecksumError",
+           "DataError", "load", "stats", "ImageSet", "History", "NonFiniteLossError", "QUICK_IMAGES", "Setup", "setup",
+           "ClassicLoader", "DeviceLoader", "make_loaders", "CompactNet", "ConvBlock", "GapHead", "TransitionBlock",
+           "count_parameters", "Budget", "Trainer", "pick_device", "set_seed", "Augment"]

@@ -28,9 +28,8 @@ def _parameter(text: str):
 
 
 def _run(args) -> int:
-    from pathlib import Path
 
-    from kit.run import out_folder, find_notebooks, refresh_text, run
+    from kit.run import find_notebooks, out_folder, refresh_text, run
 
     if args.text_only:
         for notebook, sub in find_notebooks(args.notebooks):
@@ -89,6 +88,17 @@ def _bench(args) -> int:
     return 0
 
 
+def _assign(args) -> int:
+    from kit.assign import assign
+
+    problems = assign(args.solution, args.out, check=args.check)
+    for p in problems:
+        print(p)
+    if not args.check:
+        print(f"wrote the student's folder for {args.solution}")
+    return 1 if problems else 0
+
+
 def _grade(args) -> int:
     from kit.grade import grade, markdown
 
@@ -139,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("paths", nargs="+", help="notebooks or folders (source or executed)")
     c.set_defaults(run=_check)
 
+    a = commands.add_parser("assign", help="generate an assignment's student folder from its solution notebooks")
+    a.add_argument("solution", help="the solution folder (its notebooks mark the student's code with # BEGIN SOLUTION)")
+    a.add_argument("--out", help="the student folder (default: template/ beside the solution folder)")
+    a.add_argument("--check", action="store_true", help="write nothing; exit 1 where the student folder differs")
+    a.set_defaults(run=_assign)
+
     g = commands.add_parser("grade", help="re-run a submission and judge every rule and claim against the fresh run")
     g.add_argument("submission", help="the submission's folder (a filled-in copy of an assignment's template)")
     g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
@@ -151,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
     r.add_argument("notebooks", nargs="*",
-                   help="notebooks or folders, searched with their sub-folders but not `template` ones (default: notebooks/)")
+                   help="notebooks or folders, searched with their sub-folders but not `template` ones "
+                        "(default: notebooks/)")
     r.add_argument("--quick", action="store_true", help="a smoke run: fewer epochs and images")
     r.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     r.add_argument("--out", help="where executed notebooks, metrics and results tables go, sub-folders mirrored "
@@ -178,7 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from kit.data import DataError
-
     from kit.files import BatchLockedError
 
     try:

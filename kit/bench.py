@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kit.callbacks import OneCycle
 from kit.data import load, stats
 from kit.files import write_text
 from kit.loaders import make_loaders
 from kit.record import device_name
 from kit.train import Trainer, pick_device, set_seed
 from kit.transforms import Augment
-from kit.callbacks import OneCycle
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"

@@ -254,17 +254,28 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
                                  "(e.g. `jupyter nbconvert --clear-output --inplace`)"))
     badges = BADGE.findall("\n".join(c.source for c in nb.cells if c.cell_type == "markdown"))
     if not badges:
-        out.append(Violation(path, "structure/colab-badge", f"no Open-in-Colab badge; use {colab.badge(repo_path or path.name)}"))
+        out.append(Violation(path, "structure/colab-badge",
+                             f"no Open-in-Colab badge; use {colab.badge(repo_path or path.name)}"))
+    own = repo_path is not None and not _student_copy(path)
     for repository, target in badges:
-        expected = repo_path or path.name
-        if repository != colab.REPOSITORY or (target != expected if repo_path else Path(target).name != path.name):
+        if own and (repository, target) != (colab.REPOSITORY, repo_path):
             out.append(Violation(path, "structure/colab-badge",
-                                 f"the badge opens {repository}/{target}, not {colab.REPOSITORY}/{expected}"))
+                                 f"the badge opens {repository}/{target}, not {colab.REPOSITORY}/{repo_path}"))
+        elif not own and Path(target).name != path.name:  # a copy: its own repository, or the template it came from
+            out.append(Violation(path, "structure/colab-badge",
+                                 f"the badge opens {target}, another notebook than {path.name}"))
     for repository, branch in INSTALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
         if (repository, branch) != (colab.REPOSITORY, colab.BRANCH):
             out.append(Violation(path, "structure/colab-install",
                                  f"the set-up cell installs {repository}@{branch}, not {colab.REPOSITORY}@{colab.BRANCH}"))
     return out
+
+
+def _student_copy(path: Path) -> bool:
+    """A notebook in a student's copy of an assignment (a folder with assignment.json that is not the
+    instructor's solution or template): its badges may open its own repository or the template it came from."""
+    folder = path.resolve().parent
+    return (folder / "assignment.json").exists() and folder.name not in ("solution", TEMPLATE)
 
 
 def check_report(path: Path, nb, report: Path) -> list[Violation]:
@@ -522,7 +533,8 @@ def _strict_enough(last: Path, wanted) -> list[Violation]:
         ("max_parameters", b.max_parameters, wanted.max_parameters, b.max_parameters <= wanted.max_parameters),
         ("max_epochs", b.max_epochs, wanted.max_epochs, b.max_epochs <= wanted.max_epochs),
         ("target_test_acc", b.target_test_acc, wanted.target_test_acc, b.target_test_acc >= wanted.target_test_acc),
-        ("consistent_epochs", b.consistent_epochs, wanted.consistent_epochs, b.consistent_epochs >= wanted.consistent_epochs),
+        ("consistent_epochs", b.consistent_epochs, wanted.consistent_epochs,
+         b.consistent_epochs >= wanted.consistent_epochs),
     ) if not ok]
     return [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
                                                  + "; ".join(looser))] if looser else []

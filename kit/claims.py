@@ -273,7 +273,8 @@ def judge_claims(run: Run, claims: list[Claim], label: str, *, required: bool = 
             shown = f"{number}{'%' if percent else ''}" + (f" (epoch {epoch})" if epoch else "")
             measured = f"{best:.2f}% (epoch {best_epoch})"
             if not _close(value, places, best, tolerance):
-                j(f"claims/{c.rule}", shown, measured, False, f"claims {number}{'%' if percent else ''}, recorded {best:.2f}%")
+                j(f"claims/{c.rule}", shown, measured, False,
+                  f"claims {number}{'%' if percent else ''}, recorded {best:.2f}%")
             elif epoch is None:
                 j(f"claims/{c.rule}-epoch", shown, measured, tolerance > 0, "" if tolerance else
                   f"claims no epoch for the {c.rule.replace('-', ' ')} accuracy; give it, e.g. '(epoch {best_epoch})'")

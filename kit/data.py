@@ -19,14 +19,23 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
-from kit.formats import (ImageSet, generated, read_cifar10, read_idx_pair, read_image_folder, read_tiny_imagenet,
-                         write_cifar10, write_idx_pair, write_tiny_imagenet)
+from kit.formats import (
+    ImageSet,
+    generated,
+    read_cifar10,
+    read_idx_pair,
+    read_image_folder,
+    read_tiny_imagenet,
+    write_cifar10,
+    write_idx_pair,
+    write_tiny_imagenet,
+)
 
 ROOT_ENV = "KIT_DATA"
 
@@ -46,7 +55,8 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     wherever it is started from.
     """
     if root is None:
-        root = os.environ.get(ROOT_ENV) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drill-down-kit"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        root = os.environ.get(ROOT_ENV) or cache / "drill-down-kit"
     return Path(root).expanduser().resolve()
 
 

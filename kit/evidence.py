@@ -68,7 +68,8 @@ def check_epoch_lines(nb, record: Record) -> list[tuple[str, str]]:
         for line, epoch in zip(lines, run.history.epochs):
             for key, fmt in PRINTED.items():
                 if line[key] != fmt.format(getattr(epoch, key)).strip():
-                    out.append(("evidence/epoch-lines", f"{label}epoch {epoch.epoch}: the notebook printed {key.replace('_', ' ')} "
+                    what = key.replace("_", " ")
+                    out.append(("evidence/epoch-lines", f"{label}epoch {epoch.epoch}: the notebook printed {what} "
                                                         f"{line[key]}, the record says {fmt.format(getattr(epoch, key))}"))
                     break
             else:

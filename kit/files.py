@@ -14,8 +14,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager
@@ -137,7 +137,7 @@ class BatchLock:
     def __init__(self, folder: Path):
         self.path = Path(folder) / ".kit-run.lock"
 
-    def __enter__(self) -> "BatchLock":
+    def __enter__(self) -> BatchLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class ImageSet:
         """(channels, height, width) of one image."""
         return tuple(self.images.shape[1:])
 
-    def subset(self, n: int | Sequence[int]) -> "ImageSet":
+    def subset(self, n: int | Sequence[int]) -> ImageSet:
         """The first `n` images, or the images at the given indices (quick runs, tests)."""
         index = slice(0, n) if isinstance(n, int) else torch.as_tensor(n)
         return ImageSet(self.name, self.images[index], self.labels[index], self.classes)
@@ -198,7 +198,7 @@ def read_tiny_imagenet(folder: str | Path, split: str = "train") -> ImageSet:
     names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line) if words.exists() else {}
     classes = tuple(names.get(w, w).split(",")[0].strip() for w in wnids)
     images = _decode([p for p, _ in pairs], "RGB", None)
-    return ImageSet("tiny-imagenet", images, torch.tensor([l for _, l in pairs]), classes)
+    return ImageSet("tiny-imagenet", images, torch.tensor([label for _, label in pairs]), classes)
 
 
 # --- Writers: small data sets in the real on-disk formats --------------------------

@@ -45,8 +45,15 @@ def _same_environment(a, b) -> bool:
 def grade(submission: str | Path, *, device: str = "auto", out: str | Path | None = None, quick: bool = False,
           tolerance: float | None = None) -> tuple[list[Row], Path]:
     """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
-    from kit.check import (_body, check_structure, declared_budget, instructor_rules, metrics_path, section,
-                           step_notebooks, _repo_root)
+    from kit.check import (
+        _body,
+        check_structure,
+        declared_budget,
+        instructor_rules,
+        metrics_path,
+        section,
+        step_notebooks,
+    )
     from kit.claims import claims_by_run, judge_claims
     from kit.record import Budget, Record, RecordError
     from kit.run import run
@@ -83,7 +90,8 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         except (RecordError, OSError) as e:
             rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
             continue
-        rows.append(Row(step, "grade/run", True, note=f"ran on {fresh.environment.device_name}" if fresh.environment else ""))
+        where = f"ran on {fresh.environment.device_name}" if fresh.environment else ""
+        rows.append(Row(step, "grade/run", True, note=where))
         budgets, _ = declared_budget(nb)
         budget = wanted if last else (budgets[0] if len(budgets) == 1 else None)
         for r in fresh.reported if budget else []:
@@ -97,10 +105,12 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
                 measured = {"parameters": f"{r.parameters:,}", "epochs": str(r.epochs),
                             "consistency": ", ".join(f"{a:.2f}" for a in r.history.last(budget.consistent_epochs))}[part]
                 limit = {"parameters": f"at most {budget.max_parameters:,}", "epochs": f"at most {budget.max_epochs}",
-                         "consistency": f"each of the last {budget.consistent_epochs} at least {budget.target_test_acc}%"}[part]
+                         "consistency": f"each of the last {budget.consistent_epochs} at least "
+                                        f"{budget.target_test_acc}%"}[part]
                 held = part not in misses or (not last and _said_missed(nb, fresh, r.name))
-                rows.append(Row(step, f"budget/{part}" + (f" · {r.name}" if r.name else ""), held, limit, measured,
-                                "the assignment's budget" if last else ("missed, as the Result says" if held and part in misses else "")))
+                note = ("the assignment's budget" if last else
+                        "missed, as the Result says" if held and part in misses else "")
+                rows.append(Row(step, f"budget/{part}" + (f" · {r.name}" if r.name else ""), held, limit, measured, note))
         result_cell = section(nb, "Result")
         if fresh.quick:
             rows.append(Row(step, "claims", True, note="not judged: a smoke run (--quick) measures no result"))

@@ -66,7 +66,7 @@ class History:
         return [asdict(r) for r in self.epochs]
 
     @classmethod
-    def from_list(cls, epochs: list[dict]) -> "History":
+    def from_list(cls, epochs: list[dict]) -> History:
         return cls([EpochRecord(**r) for r in epochs])
 
     def save(self, path: str | os.PathLike) -> None:
@@ -74,13 +74,14 @@ class History:
         write_text(path, json.dumps(self.to_list(), indent=1))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "History":
+    def load(cls, path: str | os.PathLike) -> History:
         with open(path) as f:
             return cls.from_list(json.load(f))
 
     def _repr_markdown_(self) -> str:
         rows = "\n".join(
-            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_acc:.2f} | {r.test_loss:.4f} | {r.test_acc:.2f} | {r.lr:.3g} | {r.seconds:.1f} |"
+            f"| {r.epoch} | {r.train_loss:.4f} | {r.train_acc:.2f} | {r.test_loss:.4f} | {r.test_acc:.2f} | {r.lr:.3g} "
+            f"| {r.seconds:.1f} |"
             for r in self.epochs
         )
         return ("| epoch | train loss | train acc % | test loss | test acc % | lr | s |\n"

@@ -6,6 +6,8 @@ Trainer cannot tell them apart.
 
 - "classic": the torchvision way. A DataLoader with worker processes hands out
   one PIL image at a time, each transformed on the CPU, then copied to the device.
+- "albumentations": the same DataLoader, with the augmentation as an albumentations
+  pipeline on numpy arrays (the later CIFAR-10 lessons build theirs this way).
 - "device": the whole data set sits on the training device as one uint8 tensor;
   a batch is an index into it and is augmented all at once on the device.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -23,7 +25,7 @@ from kit.formats import ImageSet
 from kit.train import pick_device
 from kit.transforms import Augment
 
-PATHS = ("device", "classic")
+PATHS = ("device", "classic", "albumentations")
 
 
 class PILDataset(torch.utils.data.Dataset):
@@ -48,25 +50,59 @@ TEST_BATCH = {"cpu": 256, "cuda": 2000, "mps": 1000}  # images per test batch; k
 PRECOMPUTE_BYTES = 1 << 30  # keep a normalised float copy of a split that needs no augmentation, up to this size
 
 
+class AlbumentationsDataset(torch.utils.data.Dataset):
+    """An ImageSet served one numpy image at a time through an albumentations pipeline, then normalised."""
+
+    def __init__(self, data: ImageSet, pipeline, mean: Sequence[float], std: Sequence[float]):
+        self.data, self.pipeline = data, pipeline
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        image = self.data.images[i].permute(1, 2, 0).numpy()  # H x W x C, as albumentations wants it
+        if self.pipeline is not None:
+            image = self.pipeline(image=image)["image"]
+        x = torch.from_numpy(image.reshape(image.shape[0], image.shape[1], -1)).permute(2, 0, 1).float() / 255
+        return (x - self.mean) / self.std, int(self.data.labels[i])
+
+
 class ClassicLoader:
-    """The classic torchvision DataLoader pipeline (PIL images, per-image transforms)."""
+    """The classic DataLoader pipeline: per-image transforms in worker processes, with torchvision (PIL images)
+    or albumentations (numpy arrays)."""
 
     def __init__(self, data: ImageSet, batch_size: int, *, train: bool, mean: Sequence[float],
                  std: Sequence[float], augment: Augment | None = None, device: str | torch.device | None = "auto",
-                 seed: int = 0, num_workers: int | None = None):
+                 seed: int = 0, num_workers: int | None = None, library: str = "torchvision"):
         from torchvision import transforms as T
 
-        steps = augment.torchvision(data.shape[1:]) if (train and augment) else []
-        transform = T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
         workers = min(2, os.cpu_count() or 1) if num_workers is None else num_workers
+        if library == "albumentations":
+            pipeline = augment.albumentations(data.shape[1:]) if (train and augment) else None
+            dataset = AlbumentationsDataset(data, pipeline, mean, std)
+        elif library == "torchvision":
+            steps = augment.torchvision(data.shape[1:]) if (train and augment) else []
+            dataset = PILDataset(data, T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)]))
+        else:
+            raise ValueError(f"library must be 'torchvision' or 'albumentations', got {library!r}")
         self.device = pick_device(device)
         self.name, self.mean, self.std, self.classes, self.seed = data.name, tuple(mean), tuple(std), data.classes, seed
+        self.batch_size, self.library = batch_size, library
+
+        def seed_worker(worker: int) -> None:  # each worker its own, repeatable, stream of augmentations
+            if library == "albumentations" and dataset.pipeline is not None:
+                dataset.pipeline.set_random_seed(seed + worker)
+
         self.loader = torch.utils.data.DataLoader(
-            PILDataset(data, transform), batch_size=batch_size, shuffle=train,
+            dataset, batch_size=batch_size, shuffle=train,
             num_workers=workers, persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda",
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), worker_init_fn=seed_worker,
         )
+        if workers == 0:
+            seed_worker(0)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -154,6 +190,8 @@ def make_loaders(data: str | tuple[ImageSet, ImageSet], *, path: str = "device",
         mean, std = s.mean, s.std
     test_batch_size = test_batch_size or TEST_BATCH.get(device.type, 1000)
     cls = DeviceLoader if path == "device" else ClassicLoader
+    if path == "albumentations":
+        options = {**options, "library": "albumentations"}
     common = dict(mean=mean, std=std, device=device, **options)
     return (cls(train, batch_size, train=True, augment=augment, seed=seed, **common),
             cls(test, test_batch_size, train=False, seed=seed, **common))

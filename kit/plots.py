@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib.pyplot as plt  # falls back to the Agg backend by itself where there is no screen
 import torch

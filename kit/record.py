@@ -50,9 +50,10 @@ class Budget:
             raise ValueError(f"consistent_epochs must lie in 1..max_epochs, got {self.consistent_epochs}")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "budget") -> "Budget":
+    def from_dict(cls, d: dict, where: str = "budget") -> Budget:
         names = [f.name for f in fields(cls)]
-        if not isinstance(d, dict) or set(d) - set(names) or not {"max_parameters", "max_epochs", "target_test_acc"} <= set(d):
+        needed = {"max_parameters", "max_epochs", "target_test_acc"}
+        if not isinstance(d, dict) or set(d) - set(names) or not needed <= set(d):
             raise ValueError(f"{where} must be an object with {', '.join(names)} "
                              f"(consistent_epochs may be left out); got {d!r}")
         return cls(**d)
@@ -106,7 +107,7 @@ class Environment:
     numbers: int = 1  # NUMBERS when the run was made
 
     @classmethod
-    def here(cls, device) -> "Environment":
+    def here(cls, device) -> Environment:
         import torch
         import torchvision
 
@@ -188,7 +189,7 @@ class Run:
                 "history": self.history.to_list()}
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> "Run":
+    def from_dict(cls, d: dict, where: str) -> Run:
         need = {"name", "parameters", "history"}
         if not isinstance(d, dict) or not need <= set(d):
             raise RecordError(f"{where} must be an object with at least {', '.join(sorted(need))}")
@@ -198,7 +199,8 @@ class Run:
             raise RecordError(f"{where}: its history is not a list of epochs with the fields "
                               f"{', '.join(f.name for f in fields(EpochRecord))} ({e})") from None
         budget = Budget.from_dict(d["budget"], f"{where}: budget") if d.get("budget") else None
-        return cls(name=d["name"], parameters=d["parameters"], trainable_parameters=d.get("trainable_parameters", d["parameters"]),
+        return cls(name=d["name"], parameters=d["parameters"],
+                   trainable_parameters=d.get("trainable_parameters", d["parameters"]),
                    history=history, budget=budget, seed=d.get("seed"), data=d.get("data"),
                    train_images=d.get("train_images", 0), test_images=d.get("test_images", 0),
                    seconds=d.get("seconds", 0.0), reported=d.get("reported", True), settings=d.get("settings", {}))
@@ -241,7 +243,7 @@ class Record:
         write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def from_dict(cls, d, where: str = "the record") -> "Record":
+    def from_dict(cls, d, where: str = "the record") -> Record:
         if not isinstance(d, dict):
             raise RecordError(f"{where} must be a JSON object (a kit record), not {type(d).__name__}")
         if d.get("schema") != SCHEMA:
@@ -258,7 +260,7 @@ class Record:
         return cls(runs=runs, quick=bool(d.get("quick")), environment=environment, headline=d.get("headline", ""))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Record":
+    def load(cls, path: str | os.PathLike) -> Record:
         try:
             d = json.loads(Path(path).read_text())
         except json.JSONDecodeError as e:
@@ -282,10 +284,14 @@ def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool
     if not len(h):
         raise ValueError(f"run {name or 'the run'} has no epochs: call trainer.fit() first")
     train, test = trainer.train_loader, trainer.test_loader
-    images = lambda loader: len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))  # noqa: E731
+
+    def images(loader) -> int:
+        return len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))
+
     settings = {
         "optimizer": type(trainer.optimizer).__name__, "lr": trainer.lr,
-        "momentum": trainer.optimizer.defaults.get("momentum"), "weight_decay": trainer.optimizer.defaults.get("weight_decay"),
+        "momentum": trainer.optimizer.defaults.get("momentum"),
+        "weight_decay": trainer.optimizer.defaults.get("weight_decay"),
         "label_smoothing": trainer.label_smoothing, "callbacks": [repr(c) for c in trainer.callbacks],
         "batch_size": getattr(train, "batch_size", None) or getattr(getattr(train, "loader", None), "batch_size", None),
         "augment": repr(getattr(train, "augment", None)), "data_path": type(train).__name__,
@@ -354,7 +360,8 @@ def run_lines(run: Run, quick: bool) -> list[str]:
     lines = [f"Parameters: {run.parameters:,}",
              f"Best train accuracy: {_pct(d['best_train_acc'])} (epoch {d['best_train_epoch']})",
              f"Best test accuracy: {_pct(d['best_test_acc'])} (epoch {d['best_test_epoch']})",
-             f"Last {len(d['last_test_acc'])} test accurac{'y' if len(d['last_test_acc']) == 1 else 'ies'}: {', '.join(f'{a:.2f}' for a in d['last_test_acc'])}"]
+             f"Last {len(d['last_test_acc'])} test accurac{'y' if len(d['last_test_acc']) == 1 else 'ies'}: "
+             + ", ".join(f"{a:.2f}" for a in d["last_test_acc"])]
     if run.budget is not None and not quick:
         lines.append(f"Budget: {verdict(d['budget_misses'])}")
     return lines
@@ -415,7 +422,8 @@ def markdown(record: Record) -> str:
         epochs = sorted({r.epochs for r in reported})
         seconds = [r.seconds for r in reported]
         out.append("")
-        out.append(f"{len(reported)} runs of {'/'.join(map(str, epochs))} epoch{'s' * (epochs != [1])}, {min(seconds):.0f} to "
+        out.append(f"{len(reported)} runs of {'/'.join(map(str, epochs))} epoch{'s' * (epochs != [1])}, "
+                   f"{min(seconds):.0f} to "
                    f"{max(seconds):.0f} s each{where}.")
         groups = seed_groups(reported)
         if groups:

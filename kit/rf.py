@@ -167,6 +167,35 @@ MERGES = {operator.add, operator.mul, operator.sub, torch.add, torch.mul, torch.
           torch.maximum, torch.minimum, "add", "mul", "sub", "add_", "mul_"}
 
 
+def _found(*names: str) -> tuple:
+    """The functions of these names that this torch has (torch.x or torch.nn.functional.x), as fx sees them."""
+    out = []
+    for name in names:
+        module, _, attr = name.rpartition(".")
+        fn = getattr(F if module == "F" else torch, attr, None)
+        if fn is not None:
+            out.append(fn)
+    return tuple(out)
+
+
+POOLS = _found("F.max_pool2d", "F.avg_pool2d", "torch.max_pool2d", "torch.avg_pool2d")
+CONVS = _found("F.conv2d", "torch.conv2d")
+ADAPTIVE = _found("F.adaptive_avg_pool2d", "F.adaptive_max_pool2d", "torch.adaptive_avg_pool2d",
+                  "torch.adaptive_max_pool2d")
+# Layers whose geometry the walker does not model: refused by name, never reported with a wrong number.
+REFUSED_MODULES = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Upsample,
+                   nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.PixelShuffle, nn.PixelUnshuffle, nn.Unfold,
+                   nn.Fold, nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool3d, nn.MaxUnpool2d, nn.FractionalMaxPool2d,
+                   nn.LPPool2d, nn.ZeroPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d, nn.ConstantPad2d)
+REFUSED_FUNCTIONS = {*_found("F.conv1d", "F.conv3d", "F.conv_transpose1d", "F.conv_transpose2d", "F.conv_transpose3d",
+                            "F.interpolate", "F.upsample", "F.pixel_shuffle", "F.pixel_unshuffle", "F.unfold", "F.fold",
+                            "F.grid_sample", "F.pad", "F.max_pool1d", "F.max_pool3d", "F.avg_pool1d", "F.avg_pool3d",
+                            "F.lp_pool2d", "F.max_unpool2d", "torch.conv1d", "torch.conv3d", "torch.conv_transpose1d",
+                            "torch.conv_transpose2d", "torch.conv_transpose3d", "torch.roll", "torch.flip",
+                            "torch.max_pool1d", "torch.avg_pool1d", "torch.rot90", "torch.transpose"),
+                     "roll", "flip", "unfold", "transpose", "permute", "rot90"}
+
+
 class _Tracer(fx.Tracer):
     """fx's tracer, remembering which submodule it is inside, to name it when tracing fails."""
 
@@ -253,8 +282,10 @@ class _Walker:
         target = getattr(node.target, "__name__", str(node.target))
         return f"{target} ({node.name})"
 
-    def _row(self, node, kind, g_in, kernel, stride, padding, dilation, ceil_mode=False):
+    def _row(self, node, kind, g_in, kernel, stride, padding, dilation, ceil_mode=False, n_out=None):
         g_out = _apply(g_in, kernel, stride, padding, dilation, ceil_mode)
+        if n_out is not None:  # adaptive pooling: the size it was asked for, whatever the windows' widths
+            g_out = Geometry(tuple(n_out), g_out.r, g_out.j)
         shape = self._shape(node)
         if shape is not None and len(shape) == 4 and tuple(shape[2:]) != g_out.n:
             raise ReceptiveFieldError(
@@ -283,6 +314,15 @@ class _Walker:
         if not parents:
             return  # a constant, a size, a parameter: no geometry
         module = self.modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(module, REFUSED_MODULES) or (node.op != "call_module" and node.target in REFUSED_FUNCTIONS):
+            what = type(module).__name__ if module is not None else getattr(node.target, "__name__", str(node.target))
+            raise ReceptiveFieldError(
+                f"{self._name(node)}: {what} is not a layer the receptive-field table covers (it covers 2-d "
+                "convolutions, max and average pooling, adaptive pooling and GAP, Linear after a flatten, "
+                "element-wise layers, add and cat); no table is given rather than a wrong one")
+        if self._shape(node) is None and node.meta.get("tensor_meta") is None and node.op == "call_method" \
+                and node.target in ("size", "dim", "numel"):
+            return  # x.size(0) and kin give numbers, not maps
         main = parents[0]
         if main in self.flat and main not in self.geo:
             self._after_flatten(node, module, main)
@@ -299,19 +339,21 @@ class _Walker:
         elif isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
             k, s, notes = _adaptive(g, module.output_size)
             self.notes += notes
-            self._row(node, "gap" if self._shape(node)[2:] == (1, 1) else "adaptive pool", g, k, s, (0, 0), (1, 1))
-        elif node.op == "call_function" and node.target in (F.max_pool2d, F.avg_pool2d):
+            self._row(node, "gap" if self._shape(node)[2:] == (1, 1) else "adaptive pool", g, k, s, (0, 0), (1, 1),
+                      n_out=tuple(self._shape(node)[2:]))
+        elif node.op == "call_function" and node.target in POOLS:
             a = self._args(node, ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode"))
             k = _pair(a["kernel_size"])
             s = _pair(a.get("stride") or a["kernel_size"])
             self._row(node, "pool", g, k, s, _pair(a.get("padding", 0)), _pair(a.get("dilation", 1)),
                       bool(a.get("ceil_mode", False)))
-        elif node.op == "call_function" and node.target in (F.adaptive_avg_pool2d, F.adaptive_max_pool2d):
+        elif node.op == "call_function" and node.target in ADAPTIVE:
             a = self._args(node, ("input", "output_size"))
             k, s, notes = _adaptive(g, a["output_size"])
             self.notes += notes
-            self._row(node, "gap", g, k, s, (0, 0), (1, 1))
-        elif node.op == "call_function" and node.target is F.conv2d:
+            self._row(node, "gap" if self._shape(node)[2:] == (1, 1) else "adaptive pool", g, k, s, (0, 0), (1, 1),
+                      n_out=tuple(self._shape(node)[2:]))
+        elif node.op == "call_function" and node.target in CONVS:
             a = self._args(node, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"))
             k = tuple(self._shape(a["weight"])[2:])
             d = _pair(a.get("dilation", 1))

@@ -126,7 +126,7 @@ class Trainer:
     _fitted: list = []  # weak references to the trainers fitted in this process, oldest first
 
     @classmethod
-    def fitted(cls) -> list["Trainer"]:
+    def fitted(cls) -> list[Trainer]:
         """The trainers fitted since the last `forget_fitted()` (kit.setup calls it) that are still alive."""
         return [t for t in (ref() for ref in cls._fitted) if t is not None and len(t.history)]
 

@@ -2,7 +2,7 @@
 
 An `Augment` says what to do (rotate by up to ±N degrees, shift, scale, crop,
 flip). The classic path turns it into per-image torchvision transforms on PIL
-images; the device-resident path draws every random choice of an epoch on the
+images, or an albumentations pipeline on numpy arrays; the device-resident path draws every random choice of an epoch on the
 device in one call (`plan`), then applies it to whole batches with
 `affine_grid`/`grid_sample` and tensor indexing (`apply`). Both work on pixels
 before normalisation and fill uncovered pixels with 0 (black).
@@ -57,6 +57,30 @@ class Augment:
         if self.hflip:
             steps.append(T.RandomHorizontalFlip())
         return steps
+
+    # --- classic path, albumentations: per-image transforms on numpy arrays -------------
+    def albumentations(self, size: tuple[int, int]):
+        """The same augmentation as an albumentations pipeline (H x W x C uint8 array in and out)."""
+        import albumentations as A
+        import cv2
+
+        if int(A.__version__.split(".")[0]) < 2:
+            raise ImportError(f"the kit needs albumentations 2 or newer, this is {A.__version__}: "
+                              "pip install -U albumentations")
+        h, w = size
+        steps = []
+        if self.crop_padding:
+            p = self.crop_padding
+            steps += [A.PadIfNeeded(h + 2 * p, w + 2 * p, border_mode=cv2.BORDER_CONSTANT, fill=0),
+                      A.RandomCrop(h, w)]
+        if self.is_affine:
+            t = self.translate
+            steps.append(A.Affine(rotate=(-self.rotation, self.rotation), translate_percent=(-t, t) if t else None,
+                                  scale=tuple(self.scale), interpolation=cv2.INTER_LINEAR,
+                                  border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0))
+        if self.hflip:
+            steps.append(A.HorizontalFlip(p=0.5))
+        return A.Compose(steps)
 
     # --- device-resident path: whole batches at once ----------------------------------
     def plan(self, n: int, size: tuple[int, int], generator: torch.Generator | None = None,

@@ -51,7 +51,10 @@ def code_out(text, source="trainer.fit()"):
     return cell
 
 
-def build(folder: Path, rec=None, *, name="step.ipynb", result=None, analysis="## Analysis\n- It works; next, make it lighter.",
+ANALYSIS = "## Analysis\n- It works; next, make it lighter."
+
+
+def build(folder: Path, rec=None, *, name="step.ipynb", result=None, analysis=ANALYSIS,
           budget=BUDGET, model="model = kit.CompactNet()", lines=None, injected=None, heading="## Result"):
     """An executed notebook (as `kit run` leaves it) with its record beside it; it passes every rule unless told."""
     folder.mkdir(parents=True, exist_ok=True)

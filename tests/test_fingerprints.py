@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 import kit
-from kit.record import NUMBERS
-
 from conftest import make_imageset
+from kit.record import NUMBERS
 
 GOLDEN = Path(__file__).with_name("fingerprints.json")
 TOLERANCE = 1e-3  # relative: another CPU may round a little differently; a changed computation moves far more

@@ -1,4 +1,3 @@
-import pickle
 
 import numpy as np
 import pytest
@@ -6,9 +5,21 @@ import torch
 from PIL import Image
 
 from kit.data import CIFAR10_CLASSES
-from kit.formats import (FormatError, ImageSet, generated, read_cifar10, read_idx, read_idx_pair, read_image_folder,
-                         read_tiny_imagenet, write_cifar10, write_idx, write_idx_pair, write_image_folder,
-                         write_tiny_imagenet)
+from kit.formats import (
+    FormatError,
+    ImageSet,
+    generated,
+    read_cifar10,
+    read_idx,
+    read_idx_pair,
+    read_image_folder,
+    read_tiny_imagenet,
+    write_cifar10,
+    write_idx,
+    write_idx_pair,
+    write_image_folder,
+    write_tiny_imagenet,
+)
 
 
 def test_idx_round_trip(tmp_path):

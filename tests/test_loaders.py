@@ -154,3 +154,34 @@ def test_test_batches_are_sized_for_the_device(toy):
     assert test.batch_size == 256
     train, _ = make_loaders((toy, toy))
     assert train.device == torch.device("cpu")  # "auto" on a machine without a GPU
+
+
+def test_the_three_paths_draw_from_the_same_ranges():
+    aug = Augment(rotation=7, translate=0.1, scale=(0.9, 1.1), crop_padding=2, hflip=True)
+    tv = {type(s).__name__: s for s in aug.torchvision((28, 28))}
+    al = {type(s).__name__: s for s in aug.albumentations((28, 28)).transforms}
+    assert tuple(tv["RandomAffine"].degrees) == (-7, 7) == tuple(al["Affine"].rotate)
+    assert tuple(tv["RandomAffine"].scale) == (0.9, 1.1) == tuple(al["Affine"].scale["x"])
+    assert tuple(tv["RandomAffine"].translate) == (0.1, 0.1) and tuple(al["Affine"].translate_percent["x"]) == (-0.1, 0.1)
+    assert tv["RandomCrop"].padding == 2 and al["PadIfNeeded"].min_height == 32 and al["RandomCrop"].height == 28
+    assert tv["RandomHorizontalFlip"].p == 0.5 == al["HorizontalFlip"].p
+    theta = aug.plan(4000, (28, 28), torch.Generator().manual_seed(0))["theta"]
+    angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
+    assert angles.min() >= -7 - 1e-4 and angles.max() <= 7 + 1e-4  # the device path's draws, in the same range
+
+
+def test_the_albumentations_path_matches_the_others_without_augmentation(toy):
+    (_, dev), (_, alb) = pair(toy, "device"), pair(toy, "albumentations")
+    for (xd, yd), (xa, ya) in zip(dev, alb):
+        assert torch.allclose(xd, xa, atol=1e-5) and torch.equal(yd, ya)
+
+
+def test_the_albumentations_path_augments_repeatably(toy):
+    def batches():
+        train, _ = pair(toy, "albumentations", augment=Augment(rotation=10, hflip=True), seed=4)
+        return [x for x, _ in train]
+
+    a, b = batches(), batches()
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    plain, _ = pair(toy, "albumentations")
+    assert not all(torch.equal(x, y) for x, (y, _) in zip(a, plain))

@@ -68,8 +68,18 @@ def test_compact_net_fits_the_extra_credit_budget():
 
 # --- the models of the ten steps and of the studies ---
 
-from kit.models import (CapacityNet, GapNet, LighterNet, NormNet, PoolAt5Net, SetupNet, SkeletonNet,  # noqa: E402
-                        Student, Teacher, xavier_init)
+from kit.models import (  # noqa: E402
+    CapacityNet,
+    GapNet,
+    LighterNet,
+    NormNet,
+    PoolAt5Net,
+    SetupNet,
+    SkeletonNet,
+    Student,
+    Teacher,
+    xavier_init,
+)
 from kit.rf import receptive_field  # noqa: E402
 
 

@@ -2,9 +2,9 @@ import matplotlib
 import torch
 
 from kit import plots
+from kit.history import EpochRecord, History, Misclassified
 from kit.models import CompactNet, count_parameters
 from kit.summary import summary
-from kit.history import EpochRecord, History, Misclassified
 
 
 def test_curves_returns_and_saves_a_figure(tmp_path):

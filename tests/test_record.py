@@ -6,11 +6,10 @@ import torch
 from torch import nn
 
 import kit
+from conftest import make_imageset
 from kit.history import EpochRecord, History
 from kit.record import SCHEMA, Budget, Environment, Record, RecordError, Run, markdown, result
 from kit.train import Trainer
-
-from conftest import make_imageset
 
 
 def history(accs):

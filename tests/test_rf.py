@@ -54,8 +54,8 @@ def test_vgg16_as_drawn_in_the_course():
 
 
 def test_dilated_convolution_uses_the_effective_kernel():
-    table = receptive_field(nn.Sequential(conv(1, 4, 3, p=2, dilation=2), conv(4, 4, 3, stride=2), conv(4, 4, 3, dilation=3)),
-                            (1, 32, 32))
+    model = nn.Sequential(conv(1, 4, 3, p=2, dilation=2), conv(4, 4, 3, stride=2), conv(4, 4, 3, dilation=3))
+    table = receptive_field(model, (1, 32, 32))
     assert table.column("r_out") == [5, 7, 19]  # 1 + 4; 5 + 2; 7 + 6 * 2
     assert table.column("n_out") == [32, 15, 9]
     assert table.column("dilation") == [2, 1, 3]
@@ -120,8 +120,8 @@ def test_mismatched_jumps_are_reported():
 
 
 def test_unsupported_layers_are_an_error_not_a_guess():
-    with pytest.raises(ReceptiveFieldError, match="Upsample changes the feature map"):
-        receptive_field(nn.Sequential(conv(1, 2), nn.Upsample(scale_factor=2)), (1, 8, 8))
+    with pytest.raises(ReceptiveFieldError, match="changes the feature map in a way"):
+        receptive_field(nn.Sequential(conv(1, 2), nn.Unflatten(1, (1, 2))), (1, 8, 8))
 
 
 def test_residual_conv_block_merges_paths():
@@ -246,3 +246,58 @@ def test_cli_finds_a_model_on_pythonpath(tmp_path):
     wrong = run_rf("my_models:NOT_A_MODEL", "--input", "1,8,8", env=env)
     assert wrong.returncode == 1 and "did not give a torch.nn.Module" in wrong.stderr
     assert run_rf("my_models:tiny", "--input", "8,8", env=env).returncode == 1
+
+
+class TorchPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = conv(1, 2, 3, 1)
+
+    def forward(self, x):
+        return torch.max_pool2d(self.c(x), 3, 1, 1)  # keeps the size, widens the field
+
+
+def test_torch_max_pool2d_is_followed_like_its_module():
+    assert receptive_field(TorchPool(), (1, 8, 8)).receptive_field == 5
+
+
+class TransposedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = conv(1, 2, 3, 1)
+        self.w = nn.Parameter(torch.randn(2, 2, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv_transpose2d(self.c(x), self.w, padding=1)
+
+
+@pytest.mark.parametrize("model, name", [
+    (TransposedConv(), "conv_transpose2d"),
+    (nn.Sequential(conv(1, 2), nn.ConvTranspose2d(2, 2, 3)), "ConvTranspose2d"),
+    (nn.Sequential(conv(1, 2), nn.Upsample(scale_factor=2)), "Upsample"),
+])
+def test_layers_it_does_not_model_are_refused_by_name(model, name):
+    with pytest.raises(ReceptiveFieldError, match=f"{name} is not a layer the receptive-field table covers"):
+        receptive_field(model, (1, 8, 8))
+
+
+def test_a_1d_model_is_refused_not_given_an_empty_table():
+    with pytest.raises(ReceptiveFieldError, match="Conv1d is not a layer"):
+        receptive_field(nn.Sequential(nn.Flatten(2), nn.Conv1d(1, 2, 3)), (1, 8, 8))
+
+
+class ViewHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.fc = conv(1, 2, 3), nn.Linear(2 * 6 * 6, 10)
+
+    def forward(self, x):
+        x = self.c(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_view_head_and_uneven_adaptive_pooling_are_followed():
+    table = receptive_field(ViewHead(), (1, 8, 8))
+    assert [r.kind for r in table.rows] == ["conv", "fc"] and table.receptive_field == 8
+    table = receptive_field(nn.Sequential(conv(1, 2, 3), nn.AdaptiveAvgPool2d((2, 2))), (1, 9, 9))
+    assert table.rows[-1].n_out == (2, 2) and "unequal windows" in table.notes[0]

@@ -1,9 +1,9 @@
 """The real-data smoke test: a ~7,400-parameter model, one epoch, full MNIST, CPU, device-resident path."""
 import torch
 
+from kit.callbacks import OneCycle
 from kit.loaders import make_loaders
 from kit.models import CompactNet, count_parameters
-from kit.callbacks import OneCycle
 from kit.train import Trainer, set_seed
 
 

@@ -5,13 +5,12 @@ import torch
 from torch import nn
 
 import kit.train
+from conftest import make_imageset
 from kit.callbacks import EMA, L1, Callback, Distillation, OneCycle, Plateau, StepLR
 from kit.history import EpochRecord, History, NonFiniteLossError
 from kit.loaders import make_loaders
 from kit.models import ConvBlock, GapHead
 from kit.train import Trainer, _fp32_norms, pick_device, set_seed
-
-from conftest import make_imageset
 
 
 def tiny_model(classes=4):

@@ -4,8 +4,7 @@
 - `kit.models.steps`: SetupNet, SkeletonNet, LighterNet, GapNet, CapacityNet, PoolAt5Net
 - `kit.models.studies`: NormNet (normalisation), Teacher and Student (distillation)
 """
-from kit.models.blocks import (NORMS, CompactNet, ConvBlock, GapHead, TransitionBlock, count_parameters,
-                               norm_layer)
+from kit.models.blocks import NORMS, CompactNet, ConvBlock, GapHead, TransitionBlock, count_parameters, norm_layer
 from kit.models.steps import CapacityNet, GapNet, LighterNet, PoolAt5Net, SetupNet, SkeletonNet
 from kit.models.studies import FcHead, NormNet, Student, Teacher, xavier_init
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from kit.models.blocks import ConvBlock, GapHead
 
+
 class SetupNet(nn.Module):
     """Step 1 (set-up): a model that works, and is far too heavy for MNIST (6.4M parameters)."""
 

@@ -7,7 +7,8 @@ with step 4's recipe on several seeds, every run kept as evidence.
 
 A candidate is a model (a row of layers: a number is a 3x3 ConvBlock with that many output
 channels, "16p" a padded one, "P" a 2x2 max-pool, "t8" a 1x1 ConvBlock to 8 channels, "G" global
-average pooling with a 1x1 to the ten classes) and a recipe (step 4's, or a variant). Each run is recorded (parameters, seed, every epoch's
+average pooling with a 1x1 to the ten classes) and a recipe (step 4's, or a variant). Each run is recorded (parameters,
+seed, every epoch's
 accuracies, device, time) in reports/assignments/mnist_4_steps/search.json, one entry per run;
 a run already recorded on the same kind of device is not repeated.
 """
@@ -41,6 +42,9 @@ RECIPES = {
     "noscale": dict(augment=dict(rotation=7, translate=0.1)),    # turns and shifts, no zoom
     "ema": dict(ema=0.999),                                      # tested with the weights' moving average
     "ema64": dict(batch_size=64, lr=0.1, ema=0.999),
+    "r32": dict(batch_size=32, lr=0.05),                         # four times the steps
+    "lr1": dict(lr=0.1),                                         # a lower peak rate
+    "lr3": dict(lr=0.3),                                         # a higher one
 }
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
@@ -62,6 +66,9 @@ SPECS = {
     "n": "8p 12p P t8 12 12 16 G",         # 5,216: a's layers on 28x28 maps before the pool (more work, no more weights)
     "o": "8p 12 P t8 12 12 16 G",          # 5,216: only the first padded
     "p": "6 12 P t6 10 12 14 14p G",       # 5,958: d with more channels before the pool
+    "dp": "6p 10p P t6 10 12 14 14p G",    # 5,834: d on 28x28 maps before the pool (more work, no more weights)
+    "pp": "6p 12p P t6 10 12 14 14p G",    # 5,958: p likewise
+    "q": "6p 8p P t6 10 12 14 16p G",      # 5,986
 }
 CANDIDATES = {f"{spec}-{recipe}": (spec, recipe) for spec in SPECS for recipe in RECIPES}
 
