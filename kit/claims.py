@@ -81,8 +81,8 @@ class Facts:
     def ties(self, claimed: str, percent: bool = False) -> bool:
         d = _decimals(claimed)
         value = _value(claimed)
-        if d == 0 and not percent and "," not in claimed:
-            return int(value) in self.integers or any(round(v) == value and v == int(v) for v in self.values)
+        if d == 0 and not percent and "," not in claimed:  # a count, an epoch, or a whole number of seconds
+            return int(value) in self.integers or any(round(v) == value for v in self.values)
         targets = [value]
         if not percent and value < 1 and d >= 3:  # an accuracy written as a fraction: 0.9949 for 99.49%
             targets.append(value * 100)
