@@ -60,9 +60,16 @@ def _rf(args) -> int:
         raise ValueError(f"--input must be C,H,W (e.g. 1,28,28), got {args.input!r}")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"cannot load {args.model}: {e}") from None
-    model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    except AttributeError:
+        raise ValueError(f"cannot load {args.model}: module {module_name} has no {attr!r}") from None
+    except Exception as e:  # the module itself may fail on import: say so, with its own error
+        raise ValueError(f"cannot load {args.model}: importing {module_name} failed with "
+                         f"{type(e).__name__}: {e}") from None
+    try:
+        model = factory() if callable(factory) and not isinstance(factory, nn.Module) else factory
+    except TypeError as e:
+        raise ValueError(f"{args.model} cannot be built without arguments ({e}); give a factory that takes none, "
+                         f"e.g. a function in your module that returns {attr}(...) with its arguments") from None
     if not isinstance(model, nn.Module):
         kind = "class" if inspect.isclass(factory) else type(factory).__name__
         raise ValueError(f"{args.model} ({kind}) did not give a torch.nn.Module; "
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from kit.data import NAMES
 
     parser = argparse.ArgumentParser(prog="python -m kit", description="Drill-Down Kit command line")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     d = commands.add_parser("data", help="fetch and verify a data set, or print its statistics")
     d.add_argument("action", choices=("fetch", "stats"))
@@ -193,18 +201,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from kit.data import DataError
     from kit.files import BatchLockedError
 
     try:
         return args.run(args)
-    except (DataError, ValueError, FileNotFoundError, BatchLockedError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (DataError, ValueError, FileNotFoundError, BatchLockedError, PermissionError, IsADirectoryError,
+            NotADirectoryError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # not a user's mistake we know of: say what it was, and how to see more
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(run again with --debug to see where it happened)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -57,7 +57,11 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     if root is None:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         root = os.environ.get(ROOT_ENV) or cache / "drill-down-kit"
-    return Path(root).expanduser().resolve()
+    path = Path(root).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        where = f"${ROOT_ENV}" if os.environ.get(ROOT_ENV) and str(root) == os.environ.get(ROOT_ENV) else "the data root"
+        raise DataError(f"{where} names {path}, which is a file; it must be a folder (the data sets go in it)")
+    return path
 
 
 # --- checksums -------------------------------------------------------------------
@@ -183,7 +187,14 @@ def fetch_files(folder: Path, files: Sequence[FileSpec], sources: Sequence[Sourc
     missing = [f for f in files if f not in present]
     if not missing:
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".kit-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"cannot write {dataset or folder.name} into {folder}: {e.strerror}; choose a data root you "
+                        f"can write to (--root DIR, or ${ROOT_ENV})") from None
     failures = []
     for source in sources:
         say(f"{dataset or folder.name}: fetching {len(missing)} file(s) from {source.name}…")

@@ -153,15 +153,19 @@ def read_image_folder(root: str | Path, *, mode: str = "RGB", size: tuple[int, i
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (an ImageFolder tree has one sub-folder per class)")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .DS_Store's kin) are not classes: counted, they would shift every label.
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise FormatError(f"{root}: no class sub-folders found")
     paths, labels = [], []
     for label, cls in enumerate(classes):
-        for p in sorted((root / cls).rglob("*")):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(p)
-                labels.append(label)
+        found = [p for p in sorted((root / cls).rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES
+                 and not any(part.startswith(".") for part in p.relative_to(root / cls).parts)]
+        if not found:
+            raise FormatError(f"{root / cls}: a class folder with no images ({', '.join(IMAGE_SUFFIXES)}); "
+                              "add its images or remove the folder, since every class after it would change its label")
+        paths += found
+        labels += [label] * len(found)
     if not paths:
         raise FormatError(f"{root}: no images with suffix {', '.join(IMAGE_SUFFIXES)}")
     return ImageSet(name or root.name, _decode(paths, mode, size), torch.tensor(labels), tuple(classes))

@@ -193,6 +193,8 @@ def _start(notebook: Path, folder: Path, params: dict, start_timeout: int, threa
     stage.mkdir(parents=True)
     run_id = uuid.uuid4().hex[:12]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           # a relative data root means the folder `kit run` was started in, not each notebook's own
+           **({"KIT_DATA": str(Path(os.environ["KIT_DATA"]).expanduser().resolve())} if os.environ.get("KIT_DATA") else {}),
            "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])}
     log = stage / ".worker.log"
     with open(log, "w") as err:

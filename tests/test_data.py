@@ -265,3 +265,24 @@ def test_a_smoke_run_with_the_data_keeps_the_first_images(mnist_root):
     train, test = data.splits("mnist", mnist_root, quick=True, quick_images=100)
     assert (len(train), len(test)) == (100, 100)
     assert train.labels[:5].tolist() == [5, 0, 4, 1, 9]  # MNIST's own first labels
+
+
+def test_a_data_root_that_is_a_file_is_named(tmp_path, monkeypatch):
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    monkeypatch.setenv("KIT_DATA", str(f))
+    with pytest.raises(data.DataError, match=r"\$KIT_DATA names .*not-a-folder, which is a file"):
+        data.data_root()
+
+
+def test_a_data_root_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    real_touch = Path.touch
+
+    def refuse(self, *a, **k):
+        if self.name == ".kit-write-test":
+            raise PermissionError(13, "Permission denied")
+        return real_touch(self, *a, **k)
+
+    monkeypatch.setattr(Path, "touch", refuse)
+    with pytest.raises(data.DataError, match="cannot write mnist into .*Permission denied; choose a data root"):
+        data.fetch_files(tmp_path / "MNIST" / "raw", data.DATASETS["mnist"].files, [], dataset="mnist")

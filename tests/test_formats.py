@@ -157,3 +157,17 @@ def test_generated_images_show_their_class_in_their_brightness():
     data = generated("toy", 400, (1, 8, 8), ["dark", "light"])
     means = [data.images[data.labels == k].float().mean() for k in (0, 1)]
     assert means[0] + 50 < means[1]
+
+
+def test_an_image_folder_ignores_hidden_folders_and_refuses_an_empty_class(tmp_path):
+    from kit.formats import FormatError, generated, read_image_folder, write_image_folder
+
+    classes = ["cat", "dog"]
+    write_image_folder(tmp_path / "train", generated("pets", 8, (3, 8, 8), classes, seed=0))
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # what Jupyter leaves behind
+    (tmp_path / "train" / "cat" / ".ipynb_checkpoints").mkdir()
+    got = read_image_folder(tmp_path / "train")
+    assert got.classes == ("cat", "dog") and len(got) == 8
+    (tmp_path / "train" / "ant").mkdir()  # empty: it would become class 0 and shift every label
+    with pytest.raises(FormatError, match="ant: a class folder with no images"):
+        read_image_folder(tmp_path / "train")

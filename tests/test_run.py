@@ -271,3 +271,24 @@ def test_figures_reach_the_report_whatever_the_shell_chose(tmp_path):
     done = kit_run(tmp_path / "plot.ipynb", "--out", tmp_path / "r", env={**os.environ, "MPLBACKEND": "Agg"})
     assert done.returncode == 0, done.stderr
     assert list((tmp_path / "r" / "plot_files").glob("*.png"))
+
+
+def test_a_relative_data_root_is_the_one_kit_run_was_started_in(tmp_path):
+    (tmp_path / "nbs").mkdir()
+    notebook(tmp_path / "nbs" / "where.ipynb", "import kit.data\nprint('ROOT', kit.data.data_root())")
+    done = kit_run(tmp_path / "nbs" / "where.ipynb", "--out", tmp_path / "r", cwd=tmp_path,
+                   env={**os.environ, "KIT_DATA": "data"})
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "r" / "where.ipynb").read_text()
+    assert f"ROOT {tmp_path / 'data'}" in text and "nbs/data" not in text
+
+
+def test_an_unexpected_error_shows_no_traceback_unless_asked(tmp_path):
+    bad = tmp_path / "x.metrics.json"
+    bad.write_text("{")
+    done = subprocess.run([sys.executable, "-m", "kit", "rf", "kit.train:Trainer", "--input", "1,28,28"],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "cannot be built without arguments" in done.stderr and "Traceback" not in done.stderr
+    debug = subprocess.run([sys.executable, "-m", "kit", "--debug", "rf", "kit.train:Trainer", "--input", "1,28,28"],
+                           capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
