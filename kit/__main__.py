@@ -115,6 +115,18 @@ def _grade(args) -> int:
     return 0 if all(r.held for r in rows) else 1
 
 
+def _site(args) -> int:
+    from kit.site import SiteError, build, serve_hint
+
+    try:
+        index = build(args.out)
+    except SiteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(serve_hint(index))
+    return 0
+
+
 def _check(args) -> int:
     from kit.check import check
 
@@ -172,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy points a claim may differ by (default: 0 where the submission's own run came from "
                         "the same kind of device, threads and versions, else 0.15)")
     g.set_defaults(run=_grade)
+
+    s = commands.add_parser("site", help="build the course's website from the executed notebooks (offline)")
+    s.add_argument("--out", default="site", help="where the site goes (default: site/)")
+    s.set_defaults(run=_site)
 
     r = commands.add_parser("run", help="execute notebooks headlessly with papermill")
     r.add_argument("notebooks", nargs="*",

@@ -1,9 +1,14 @@
 """The notebooks as their authors keep them (no outputs), the studies on other data, and the templates."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import nbformat
+
+from kit.check import check
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ASSIGNMENTS = NOTEBOOKS / "assignments"
@@ -42,38 +47,60 @@ def test_the_distillation_study_runs_on_a_generated_image_folder(tmp_path):
     assert {r["data"] for r in record["runs"]} == {"tiny"} and record["headline"] == "student + KD · seed 1"
 
 
+def test_the_student_folder_is_what_kit_assign_generates(tmp_path):
+    from kit.assign import assign
+
+    assert assign(SOLUTION, check=True) == []
+    edited = tmp_path / "template"
+    shutil.copytree(TEMPLATE, edited)
+    nb = nbformat.read(edited / "step2.ipynb", 4)
+    nb.cells[-1].source += "\nA hint only the student copy has."
+    nbformat.write(nb, edited / "step2.ipynb")
+    problems = assign(SOLUTION, edited, check=True)
+    assert problems == [f"{edited / 'step2.ipynb'}: differs from what `python -m kit assign {SOLUTION}` generates"]
+
+
+def test_a_template_stubs_the_model_and_asks_for_the_texts():
+    for step in ("step1", "step2", "step3", "step4"):
+        nb = nbformat.read(TEMPLATE / f"{step}.ipynb", 4)
+        model = next(c.source for c in nb.cells if "model" in c.metadata.get("tags", []))
+        assert "raise NotImplementedError(" in model and "BEGIN SOLUTION" not in model and "nn.Sequential" not in model
+        assert "reference solution" not in nb.cells[0].source and f"template/{step}.ipynb" in nb.cells[0].source
+        assert any(c.source.startswith("## Result\nTODO") for c in nb.cells)
+
+
 def test_the_templates_fail_the_checker_until_they_are_filled(tmp_path):
-    import shutil
-
-    import nbformat
-
-    from kit.check import check
-
     found = check([TEMPLATE])
     for step in ("step1", "step2", "step3", "step4"):
         rules = {v.rule for v in found if v.path.stem == step}
         assert {"structure/sections", "budget/parameters"} <= rules, (step, rules)
-    # Filled in: a copy of the template that takes the solution's text, model and budget, with its run's metrics.
-    submission = tmp_path / "my_submission"
-    shutil.copytree(TEMPLATE, submission)
-    reports = NOTEBOOKS.parent / "reports" / "assignments" / "mnist_4_steps" / "solution"
+
+
+def test_a_students_copy_passes_once_it_is_filled_run_and_checked(tmp_path):
+    """The README's workflow: copy the template, fill it in, run it, check it. The run here is the reference
+    solution's own (its code is what a student who solved it would have), so the test takes its reports."""
+    from kit.assign import filled
+
+    root = tmp_path / "course"
+    shutil.copytree(NOTEBOOKS.parent / "kit", root / "kit", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "pyproject.toml").write_text((NOTEBOOKS.parent / "pyproject.toml").read_text())
+    copy = root / "notebooks" / "assignments" / "my_submission"
+    shutil.copytree(TEMPLATE, copy)  # step 1 of the workflow: cp -r .../template .../my_submission
+    reports = root / "reports" / "assignments" / "my_submission"
+    reports.mkdir(parents=True)
+    solved_reports = NOTEBOOKS.parent / "reports" / "assignments" / "mnist_4_steps" / "solution"
     for step in ("step1", "step2", "step3", "step4"):
-        solved, filled = nbformat.read(SOLUTION / f"{step}.ipynb", 4), nbformat.read(submission / f"{step}.ipynb", 4)
-        answer = {key(c): c.source for c in solved.cells if key(c)}
-        for cell in filled.cells:
-            if key(cell) in answer:
-                cell.source = answer[key(cell)]
-        nbformat.write(filled, submission / f"{step}.ipynb")
-        shutil.copy(reports / f"{step}.metrics.json", submission / f"{step}.metrics.json")
-    assert check([submission]) == []
-
-
-def key(cell):
-    """Which part of a step a cell is: its title, its budget or its model."""
-    if cell.cell_type == "markdown" and cell.source.startswith(("# Step", "## Target", "## Result", "## Analysis")):
-        return cell.source.split("\n")[0].split(" ·")[0]
-    if "model" in cell.metadata.get("tags", []):
-        return "model"
-    if "budget = kit.Budget(" in cell.source:
-        return "budget"
-    return None
+        solved, mine = nbformat.read(SOLUTION / f"{step}.ipynb", 4), nbformat.read(copy / f"{step}.ipynb", 4)
+        mine = filled(mine, solved)  # the code
+        for cell, theirs in zip(mine.cells, solved.cells):  # and the student's own Target, Result and Analysis
+            if cell.cell_type == "markdown" and cell.source.split("\n")[0] in ("## Target", "## Result", "## Analysis"):
+                cell.source = theirs.source
+        nbformat.write(mine, copy / f"{step}.ipynb")
+        for name in (f"{step}.ipynb", f"{step}.metrics.json"):  # step 2: the run
+            shutil.copy(solved_reports / name, reports / name)
+    refresh = subprocess.run([sys.executable, "-m", "kit", "run", str(copy), "--text-only"], capture_output=True,
+                             text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert refresh.returncode == 0, refresh.stderr
+    found = subprocess.run([sys.executable, "-m", "kit", "check", str(copy)], capture_output=True, text=True,
+                           cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    assert found.returncode == 0, found.stdout + found.stderr  # step 3: check: exit 0

@@ -36,3 +36,13 @@ def test_workflow_has_the_steps_the_kit_needs():
         assert command in runs
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact"))
     assert upload["if"] == "always()"
+
+
+def test_the_site_workflow_builds_on_every_push_and_publishes_from_main():
+    site = Path(WORKFLOW.parent / "site.yml")
+    done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
+                           str(site)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wf = yaml.safe_load(site.read_text())
+    runs = " | ".join(s.get("run", "") for s in wf["jobs"]["build"]["steps"])
+    assert "kit site" in runs and wf["jobs"]["deploy"]["if"] == "github.ref == 'refs/heads/main'"

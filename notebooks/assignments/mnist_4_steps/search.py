@@ -45,6 +45,7 @@ RECIPES = {
     "r32": dict(batch_size=32, lr=0.05),                         # four times the steps
     "lr1": dict(lr=0.1),                                         # a lower peak rate
     "lr3": dict(lr=0.3),                                         # a higher one
+    "mild": dict(augment=dict(rotation=7, translate=0.05, scale=(0.95, 1.05))),  # half the shifts and zooms
 }
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
@@ -139,12 +140,12 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
 
 def table(records: list[dict]) -> str:
     lines = ["| candidate | layers | recipe | parameters | seed | device | last 3 test accuracies | min of last 3 | "
-             "99.4% in each |", "|---|---|---|---:|---:|---|---|---:|---|"]
+             "99.4% in each | under 6,000 parameters |", "|---|---|---|---:|---:|---|---|---:|---|---|"]
     for r in sorted(records, key=lambda r: (r["candidate"], r["device"], r["seed"])):
         lines.append(f"| {r['candidate']} | `{r['spec']}` | {r.get('recipe', 'r128')} | {r['parameters']:,} | "
-                     f"{r['seed']} | {r['device']} | "
-                     f"{', '.join(f'{a:.2f}' for a in r['last3'])} | {min(r['last3']):.2f} | "
-                     f"{'yes' if r['meets'] else 'no'} |")
+                     f"{r['seed']} | {r['device']} | {', '.join(f'{a:.2f}' for a in r['last3'])} | {min(r['last3']):.2f} | "
+                     f"{'yes' if min(r['last3']) >= TARGET.target_test_acc else 'no'} | "
+                     f"{'yes' if r['parameters'] <= TARGET.max_parameters else 'no'} |")
     return "\n".join(lines)
 
 

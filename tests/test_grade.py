@@ -1,0 +1,35 @@
+"""`python -m kit grade`: a submission re-run and judged against the fresh run (smoke runs here, as CI can afford)."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "notebooks" / "assignments" / "mnist_4_steps" / "solution"
+
+
+def grade(folder, out):
+    return subprocess.run([sys.executable, "-m", "kit", "grade", str(folder), "--quick", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+
+
+def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule(tmp_path, mnist_root):
+    done = grade(SOLUTION, tmp_path / "graded")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    sheet = (tmp_path / "graded" / "grade.md").read_text()
+    assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 7,552 |" in sheet
+    assert (tmp_path / "graded" / "grade.csv").read_text().startswith("step,rule,held,claimed,measured,note")
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(SOLUTION, tampered)
+    nb = nbformat.read(tampered / "step4.ipynb", 4)
+    model = next(c for c in nb.cells if "model" in c.metadata.get("tags", []))
+    model.source = model.source.replace("block(16, 16, p=1),", "block(16, 64, p=1), block(64, 16, p=1),")
+    nbformat.write(nb, tampered / "step4.ipynb")
+    (tampered / "assignment.json").write_text((tampered / "assignment.json").read_text().replace("9999", "99999"))
+    done = grade(tampered, tmp_path / "graded-tampered")
+    assert done.returncode == 1
+    assert "| step4.ipynb | budget/parameters · seed 1 | **no** | at most 9,999 |" in done.stdout
+    assert "assignment/rules-edited" in done.stdout  # the instructor's rules were applied, not the copy's
