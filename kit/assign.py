@@ -62,10 +62,18 @@ def stub(source: str, where: str) -> str:
     return "\n".join(out)
 
 
+def _in_repo(path: Path, root: Path | None) -> str | None:
+    """`path` as the repository names it, or None outside it (a folder elsewhere cannot be opened on Colab)."""
+    try:
+        return path.resolve().relative_to(root).as_posix() if root else None
+    except ValueError:
+        return None
+
+
 def student_notebook(solution: Path, target: Path, root: Path | None) -> nbformat.NotebookNode:
     """The student's version of one solution notebook, as it will live at `target`."""
     nb = nbformat.read(solution, as_version=4)
-    here = target.resolve().relative_to(root).as_posix() if root else target.name
+    here = _in_repo(target, root) or _in_repo(solution.parent.parent / "template" / target.name, root) or target.name
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.source = stub(cell.source, f"{solution.name}, cell {i}")

@@ -54,8 +54,8 @@ class Setup:
         except DataError as e:
             if fallback is None or self.quick:
                 raise
-            reason = str(e).strip().splitlines()[0]
-            print(f"{name} cannot be had on this machine ({reason}); this run uses {fallback} instead")
+            print(f"{name} is not on this machine and cannot be downloaded here; this run uses {fallback} instead "
+                  f"({type(e).__name__})")
             return splits(fallback, root, quick=self.quick, quick_images=QUICK_IMAGES)
 
     def result(self, runs, budget: Budget | None, **options) -> Record:

@@ -21,6 +21,8 @@ never rows.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from dataclasses import dataclass, field
@@ -227,6 +229,16 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(model, graph)
 
 
+class _Shapes(ShapeProp):
+    """ShapeProp, remembering the node it is at, to name the layer that fails."""
+
+    current: fx.Node | None = None
+
+    def run_node(self, n):
+        self.current = n
+        return super().run_node(n)
+
+
 def receptive_field(model: nn.Module, input_size: tuple[int, int, int]) -> RFTable:
     """The receptive-field table of `model` for one input of shape (C, H, W)."""
     if len(input_size) != 3 or not all(isinstance(v, int) and v > 0 for v in input_size):
@@ -234,11 +246,20 @@ def receptive_field(model: nn.Module, input_size: tuple[int, int, int]) -> RFTab
     gm = _trace(model)
     was_training = model.training
     model.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(gm).propagate(torch.zeros(1, *input_size))
+    shapes = _Shapes(gm)
+    try:  # ShapeProp prints the failing node's traceback to stderr itself; the error below says it in one line
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            shapes.propagate(torch.zeros(1, *input_size))
     except Exception as e:
-        raise ReceptiveFieldError(f"{type(model).__name__} does not run on an input of {input_size}: {e}") from None
+        walker = _Walker(gm, input_size)
+        for node in gm.graph.nodes:  # a layer the table does not cover may be why it fails: name that first
+            walker._refuse(node)
+        while e.__cause__ is not None:  # ShapeProp wraps the layer's own error
+            e = e.__cause__
+        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f" (at layer '{walker._name(shapes.current)}')" if shapes.current is not None else ""
+        raise ReceptiveFieldError(
+            f"{type(model).__name__} does not run on an input of {input_size}{where}: {cause}") from None
     finally:
         model.train(was_training)
     return _Walker(gm, input_size).walk()
@@ -308,11 +329,8 @@ class _Walker:
         n = tuple(shape[2:]) if shape is not None and len(shape) == 4 else gs[0].n
         self.geo[node] = Geometry(n, r, j)
 
-    # --- one node ---
-    def _visit(self, node):
-        parents = self._inputs(node)
-        if not parents:
-            return  # a constant, a size, a parameter: no geometry
+    def _refuse(self, node) -> nn.Module | None:
+        """The node's module, after refusing by name a layer whose geometry the walker does not model."""
         module = self.modules.get(node.target) if node.op == "call_module" else None
         if isinstance(module, REFUSED_MODULES) or (node.op != "call_module" and node.target in REFUSED_FUNCTIONS):
             what = type(module).__name__ if module is not None else getattr(node.target, "__name__", str(node.target))
@@ -320,6 +338,14 @@ class _Walker:
                 f"{self._name(node)}: {what} is not a layer the receptive-field table covers (it covers 2-d "
                 "convolutions, max and average pooling, adaptive pooling and GAP, Linear after a flatten, "
                 "element-wise layers, add and cat); no table is given rather than a wrong one")
+        return module
+
+    # --- one node ---
+    def _visit(self, node):
+        parents = self._inputs(node)
+        if not parents:
+            return  # a constant, a size, a parameter: no geometry
+        module = self._refuse(node)
         if self._shape(node) is None and node.meta.get("tensor_meta") is None and node.op == "call_method" \
                 and node.target in ("size", "dim", "numel"):
             return  # x.size(0) and kin give numbers, not maps

@@ -14,6 +14,7 @@ says what finished and what did not.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -206,22 +207,55 @@ def _start(notebook: Path, folder: Path, params: dict, start_timeout: int, threa
     return _Job(notebook, folder, process, time.perf_counter(), inputs, timeout, run_id, log)
 
 
-def _stop(job: _Job) -> None:
-    """Stop a worker and its kernel: SIGTERM to the group, then SIGKILL to whatever is left; return once the
-    whole group is gone (the kernel, the worker's child, may outlive the worker by a moment)."""
-    group = job.process.pid
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (Linux's /proc; elsewhere none are found). The kernel is among them but not in
+    the worker's process group: jupyter_client starts it in a session of its own."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has stopped: only its parent's wait is missing)."""
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except (OSError, IndexError):
+            pass
+    return alive
+
+
+def _stop(job: _Job) -> None:
+    """Stop a worker and its kernel: SIGTERM to the group and to every process below the worker, then SIGKILL to
+    whatever is left; return once all of them are gone."""
+    group, family = job.process.pid, _descendants(job.process.pid)
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(group, sig)
-        except ProcessLookupError:
-            break
+        for pid in _alive(family):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
         end = time.monotonic() + grace
         while time.monotonic() < end:
             job.process.poll()  # reap the worker, so that its group can empty
             try:
                 os.killpg(group, 0)
             except ProcessLookupError:
-                return
+                if not _alive(family):
+                    return
             time.sleep(0.05)
     job.process.poll()
 

@@ -122,6 +122,7 @@ def build(out: str | Path = "site", reports: Path | None = None, readme: Path | 
     if not (reports / "README.md").exists():
         raise SiteError(f"{reports} has no results table (README.md): run the notebooks first (python -m kit run)")
     out = Path(out).resolve()
+    _writable_site(out)
     notebooks = _pages(reports)
     tables = {p.parent.relative_to(reports): p for p in sorted(reports.rglob("README.md"))
               if not any(part.startswith(".") for part in p.relative_to(reports).parts)}
@@ -151,10 +152,27 @@ def build(out: str | Path = "site", reports: Path | None = None, readme: Path | 
         (docs / "index.md").write_text(_home(readme.read_text(), table, notebooks, reports))
         (Path(tmp) / "mkdocs.yml").write_text(_config(notebooks, reports, tables))
         done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-                               str(Path(tmp) / "mkdocs.yml"), "-d", str(out)], capture_output=True, text=True)
+                               str(Path(tmp) / "mkdocs.yml"), "-d", str(out)], capture_output=True, text=True,
+                              cwd=tmp)  # mkdocs-jupyter keeps a cache under the working folder: not the user's
         if done.returncode != 0:
             raise SiteError("mkdocs could not build the site:\n" + (done.stderr or done.stdout).strip()[-3000:])
+    (out / MARK).write_text("built by python -m kit site; kit site may replace this folder's contents\n")
     return out / "index.html"
+
+
+MARK = ".kit-site"
+
+
+def _writable_site(out: Path) -> None:
+    """Refuse a folder the build would wipe (mkdocs empties it) unless it is new, empty or an earlier site."""
+    if out.exists() and not out.is_dir():
+        raise SiteError(f"{out} is a file; --out must name a folder (a new one, or an earlier site)")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if (out / MARK).exists() or (out / "index.html").exists() and (out / "search" / "search_index.json").exists():
+        return
+    raise SiteError(f"{out} holds other files, which the build would delete; give a new or empty folder, "
+                    "or one that holds an earlier site")
 
 
 def _config(pages: dict[str, Path], reports: Path, tables: dict[Path, Path]) -> str:

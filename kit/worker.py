@@ -108,11 +108,39 @@ def save_figures(executed: Path, folder: Path) -> None:
             (folder / f"cell{i:02d}-{k}.png").write_bytes(base64.b64decode(png))
 
 
+def machine_paths() -> dict[str, str]:
+    """This machine's folders that an output may name, and what a report says instead."""
+    from kit.data import data_root
+
+    found = {}
+    try:
+        found[str(data_root())] = "$KIT_DATA"
+    except Exception:  # a broken data root is the notebook's to report, not the stamp's
+        pass
+    found[str(Path.home())] = "~"
+    return found
+
+
+def unpathed(nb) -> None:
+    """Replace this machine's folders in a notebook's text outputs by $KIT_DATA and ~."""
+    paths = sorted(machine_paths().items(), key=lambda kv: -len(kv[0]))
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if "text" in o:
+                for path, word in paths:
+                    o["text"] = o["text"].replace(path, word)
+            for key in ("text/plain", "text/markdown"):
+                if key in o.get("data", {}):
+                    for path, word in paths:
+                        o["data"][key] = o["data"][key].replace(path, word)
+
+
 def stamp(executed: Path, notebook: Path, out: Path, run_id: str, parameters: dict) -> None:
     """Keep the report free of this machine's paths, and mark it with its run's id and parameters."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
+    unpathed(nb)
     meta = nb.metadata.get("papermill", {})
     meta["input_path"] = os.path.relpath(notebook.resolve(), out.resolve())
     meta["output_path"] = notebook.name

@@ -286,6 +286,19 @@ def test_a_1d_model_is_refused_not_given_an_empty_table():
         receptive_field(nn.Sequential(nn.Flatten(2), nn.Conv1d(1, 2, 3)), (1, 8, 8))
 
 
+def test_a_1d_model_that_cannot_run_on_the_image_is_refused_by_name_in_one_message(capfd):
+    with pytest.raises(ReceptiveFieldError, match="Conv1d is not a layer") as e:
+        receptive_field(nn.Sequential(nn.Conv1d(1, 4, 3), nn.ReLU()), (1, 28, 28))
+    assert "Traceback" not in capfd.readouterr().err and len(str(e.value).splitlines()) == 1
+
+
+def test_a_model_that_does_not_run_on_the_input_says_why_in_one_line(capfd):
+    said = r"does not run on an input of \(3, 8, 8\) \(at layer '0'\): .*channels"
+    with pytest.raises(ReceptiveFieldError, match=said) as e:
+        receptive_field(nn.Sequential(conv(1, 2)), (3, 8, 8))
+    assert capfd.readouterr().err == "" and len(str(e.value).splitlines()) == 1
+
+
 class ViewHead(nn.Module):
     def __init__(self):
         super().__init__()

@@ -122,3 +122,25 @@ def test_a_missing_tool_is_named_with_the_extra_to_install(monkeypatch, tmp_path
     monkeypatch.setattr(site, "missing_tools", lambda: ["mkdocs-jupyter"])
     with pytest.raises(site.SiteError, match=r"needs mkdocs-jupyter: pip install -e \.\[site\]"):
         site.build(tmp_path / "site")
+
+
+def test_a_folder_of_other_files_is_refused_and_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(site, "missing_tools", lambda: [])
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(site.SiteError, match="holds other files, which the build would delete"):
+        site.build(tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    with pytest.raises(site.SiteError, match="is a file; --out must name a folder"):
+        site.build(tmp_path / "notes.txt")
+
+
+def test_an_earlier_site_may_be_rebuilt(tmp_path):
+    (tmp_path / site.MARK).write_text("")
+    (tmp_path / "index.html").write_text("old")
+    site._writable_site(tmp_path)
+
+
+def test_the_build_writes_nothing_into_the_folder_it_is_run_from(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    site.build(tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .cache/ of mkdocs-jupyter's
