@@ -8,7 +8,7 @@
 # Each phase has a time limit, prints its timings, and every result is archived into OUT/results.tgz as soon as
 # its phase ends, so a run cut short still brings back what it made.
 #
-#   bash .gpu/on-gpu.sh bash benchmarks/gpu_run.sh OUT            # on the GPU machine (see ../shared/gpu)
+#   bash .gpu/on-gpu.sh bash benchmarks/gpu_run.sh OUT            # on the GPU machine (.gpu/: what it lacks)
 #   bash benchmarks/gpu_run.sh /tmp/dry --quick                  # a dry run of the whole script on a CPU
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT [--quick]}

@@ -1,6 +1,7 @@
 """Each rule of `python -m kit check`, on notebooks and records built here: honest ones pass, tampered ones fail
 naming the rule, the claimed and the recorded value."""
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -325,3 +326,110 @@ def test_cli_prints_path_rule_message_and_exits_1(tmp_path):
 def test_the_repository_passes_its_own_checker():
     found = check([ROOT / "notebooks", ROOT / "reports"])
     assert found == [], "\n".join(map(str, found))
+
+
+# --- the remaining structure, evidence and report rules ---
+
+def _edit_notebook(path, change):
+    nb = nbformat.read(path, 4)
+    change(nb)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_exactly_one_parameters_cell(tmp_path):
+    p = _edit_notebook(build(tmp_path), lambda nb: nb.cells[3].metadata.setdefault("tags", []).append("parameters"))
+    assert "structure/parameters" in rules(p)
+
+
+def test_a_badge_missing_or_opening_another_notebook_is_caught(tmp_path):
+    p = _edit_notebook(build(tmp_path / "a"), lambda nb: setattr(nb.cells[0], "source", "# A step"))
+    assert "structure/colab-badge" in rules(p)
+    other = "# A step\n\n" + colab.badge("other.ipynb")
+    p = _edit_notebook(build(tmp_path / "b"), lambda nb: setattr(nb.cells[0], "source", other))
+    assert "structure/colab-badge" in rules(p) and "other.ipynb" in messages(p)
+
+
+def test_the_set_up_cell_installs_the_kits_own_repository(tmp_path):
+    other = code("%pip install -q git+https://github.com/someone/else@main")
+    p = _edit_notebook(build(tmp_path), lambda nb: nb.cells.insert(3, other))
+    assert "structure/colab-install" in rules(p) and "someone/else@main" in messages(p)
+
+
+def test_a_result_without_the_parameters_is_incomplete(tmp_path):
+    rec = record()
+    text = "\n".join(line for line in markdown(rec).splitlines() if not line.startswith("- Parameters"))
+    assert "claims/missing" in rules(build(tmp_path, rec, result=text))
+
+
+def _course(tmp_path):
+    """A repository's layout: a source notebook under notebooks/, its run under reports/."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "kit").mkdir()
+    report = _edit_notebook(build(tmp_path / "reports"),
+                            lambda nb: setattr(nb.cells[0], "source", colab.badge("notebooks/step.ipynb")))
+    source = tmp_path / "notebooks" / "step.ipynb"
+    source.parent.mkdir()
+    nb = nbformat.read(report, 4)
+    del nb.metadata["papermill"]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, source)
+    return source, report
+
+
+def test_a_source_notebook_is_held_to_its_report(tmp_path):
+    source, report = _course(tmp_path)
+    assert not [v for v in check([source]) if v.rule.startswith(("report/", "structure/", "evidence/"))]
+    _edit_notebook(source, lambda nb: nb.cells[-1].__setitem__("source", nb.cells[-1].source + " And more."))
+    assert "report/stale-text" in rules(source)
+    _edit_notebook(source, lambda nb: nb.cells[4].__setitem__("source", nb.cells[4].source + "\nprint('changed')"))
+    assert "report/stale-code" in rules(source)
+
+
+def test_a_source_notebook_carries_no_outputs(tmp_path):
+    source, report = _course(tmp_path)
+    out = nbformat.v4.new_output("stream", name="stdout", text="hi\n")
+    _edit_notebook(source, lambda nb: nb.cells[4].__setitem__("outputs", [out]))
+    assert "structure/outputs" in rules(source)
+
+
+def test_a_record_without_its_executed_notebook_ties_to_nothing(tmp_path):
+    source, report = _course(tmp_path)
+    report.unlink()
+    assert "evidence/missing" in rules(source)
+
+
+# --- an assignment's own rules, from the kit's copy ---
+
+STRICT = "budget = kit.Budget(max_parameters=9999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)"
+
+
+def _submission(folder, steps=4, rf=True, budget=STRICT):
+    folder.mkdir(parents=True)
+    (folder / "assignment.json").write_text((ROOT / "kit" / "assignments" / "mnist_4_steps.json").read_text())
+    for i in range(1, steps + 1):
+        rec = record(run(test=[99.0] * 12 + [99.5] * 3, budget=Budget(9999, 15, 99.4, 3)))
+        table = [code("kit.rf.receptive_field(model, (1, 28, 28))")] if rf else []
+        build(folder, rec, name=f"step{i}.ipynb", budget=budget, lines=printed(rec) + table)
+    return folder
+
+
+def test_a_submission_is_judged_by_the_assignments_rules(tmp_path):
+    assert not [v for v in check([_submission(tmp_path / "ok")]) if v.rule.startswith("assignment/")]
+    assert "assignment/steps" in {v.rule for v in check([_submission(tmp_path / "three", steps=3)])}
+    assert "assignment/rf-table" in {v.rule for v in check([_submission(tmp_path / "no_rf", rf=False)])}
+    assert "assignment/budget" in {v.rule for v in check([_submission(tmp_path / "loose", budget=BUDGET)])}
+    unknown = _submission(tmp_path / "unknown")
+    (unknown / "assignment.json").write_text('{"assignment": "mnist_3_steps"}')
+    assert "assignment/rules" in {v.rule for v in check([unknown])}
+
+
+def test_every_rule_the_checker_names_has_a_test():
+    named = set()
+    for source in (ROOT / "kit").glob("*.py"):
+        named |= set(re.findall(r'"((?:structure|budget|claims|evidence|report|record|sanity|assignment)/[a-z-]+)"',
+                                source.read_text()))
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    assert len(named) > 20 and sorted(r for r in named if f'"{r}"' not in tests) == []
