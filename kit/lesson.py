@@ -25,7 +25,7 @@ from kit.train import Trainer, pick_device, set_seed
 
 QUICK_IMAGES = 2_000  # images per split in a smoke run
 RECORD_ENV = "KIT_METRICS"  # set by `python -m kit run`: the file this notebook's record goes to
-QUICK_ENV = "KIT_QUICK"  # set by the test suite: a smoke run that records nothing
+QUICK_ENV = "KIT_QUICK"  # set by the test suite: every notebook a smoke run
 
 
 @dataclass
@@ -83,7 +83,7 @@ def setup(*, epochs: int = 15, seed: int = 0, device: str = "auto", quick: bool 
     env = Environment.here(device)
     s = Setup(epochs=1 if quick else epochs, seed=seed, device=device, quick=quick,
               limit=QUICK_IMAGES if quick else None,
-              record_path=None if in_tests else (os.environ.get(RECORD_ENV) or None), environment=env)
+              record_path=os.environ.get(RECORD_ENV) or None, environment=env)  # set by `kit run` alone
     what = f"{s.epochs} epoch{'s' * (s.epochs != 1)}"
     if quick:
         what = f"smoke run: {what} on {QUICK_IMAGES:,} images of each split (its numbers are not results)"
