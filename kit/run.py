@@ -207,13 +207,18 @@ def _start(notebook: Path, folder: Path, params: dict, start_timeout: int, threa
     return _Job(notebook, folder, process, time.perf_counter(), inputs, timeout, run_id, log)
 
 
+def _stat(path: Path) -> list[str]:
+    """The fields of a /proc/PID/stat file after the command's name: state, parent's pid, ..."""
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
 def _descendants(pid: int) -> set[int]:
     """Every process below `pid` (Linux's /proc; elsewhere none are found). The kernel is among them but not in
     the worker's process group: jupyter_client starts it in a session of its own."""
     parents: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat(stat)[1])
         except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
         parents.setdefault(ppid, []).append(int(stat.parent.name))
@@ -231,7 +236,7 @@ def _alive(pids: set[int]) -> set[int]:
     alive = set()
     for pid in pids:
         try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if _stat(Path(f"/proc/{pid}/stat"))[0] != "Z":
                 alive.add(pid)
         except (OSError, IndexError):
             pass
