@@ -19,14 +19,17 @@ def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule
     done = grade(SOLUTION, tmp_path / "graded")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     sheet = (tmp_path / "graded" / "grade.md").read_text()
-    assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 7,552 |" in sheet
+    assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 5,958 |" in sheet
     assert (tmp_path / "graded" / "grade.csv").read_text().startswith("step,rule,held,claimed,measured,note")
 
     tampered = tmp_path / "tampered"
     shutil.copytree(SOLUTION, tampered)
     nb = nbformat.read(tampered / "step4.ipynb", 4)
     model = next(c for c in nb.cells if "model" in c.metadata.get("tags", []))
-    model.source = model.source.replace("block(16, 16, p=1),", "block(16, 64, p=1), block(64, 16, p=1),")
+    # an extra layer of 7,808 weights, unused in the forward pass: every parameter counts
+    model.source = model.source.replace("self.head = kit.GapHead(",
+                                        "self.extra = nn.Conv2d(1, 64, 11)\n        self.head = kit.GapHead(")
+    assert "self.extra" in model.source
     nbformat.write(nb, tampered / "step4.ipynb")
     (tampered / "assignment.json").write_text((tampered / "assignment.json").read_text().replace("9999", "99999"))
     done = grade(tampered, tmp_path / "graded-tampered")

@@ -50,7 +50,7 @@ RECIPES = {
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
 SPECS = {
-    "ref": "8 12 P t8 12 12 16 16p G",     # the 7,552-parameter solution, for comparison
+    "ref": "8 12 P t8 12 12 16 16p G",     # the first solution (7,552 parameters), for comparison
     "a": "8 12 P t8 12 12 16 G",           # 5,216: its last padded block dropped
     "b": "6 12 P t6 12 14 14 G",           # 4,966
     "c": "8 10 P t8 10 12 14 G",           # 4,448
@@ -66,10 +66,17 @@ SPECS = {
     "m": "8 12 P t8 12 16 G",              # 3,896
     "n": "8p 12p P t8 12 12 16 G",         # 5,216: a's layers on 28x28 maps before the pool (more work, no more weights)
     "o": "8p 12 P t8 12 12 16 G",          # 5,216: only the first padded
-    "p": "6 12 P t6 10 12 14 14p G",       # 5,958: d with more channels before the pool
+    "p": "6 12 P t6 10 12 14 14p G",       # 5,958: d with more channels before the pool; the solution's model
     "dp": "6p 10p P t6 10 12 14 14p G",    # 5,834: d on 28x28 maps before the pool (more work, no more weights)
     "pp": "6p 12p P t6 10 12 14 14p G",    # 5,958: p likewise
     "q": "6p 8p P t6 10 12 14 16p G",      # 5,986
+    # p's pattern (12 channels before the pool, a padded last block), narrower after the pool
+    "r": "6 12 P t6 10 10 12 12p G",       # 4,846
+    "v": "6 12 P t6 8 10 12 12p G",        # 4,554
+    "w": "6 12 P t6 10 10 10 12p G",       # 4,446
+    "x": "6 14 P t6 10 10 12 12p G",       # 4,970: r with 14 channels before the pool
+    "rp": "6p 12p P t6 10 10 12 12p G",    # 4,846: r on 28x28 maps before the pool (more work, no more weights)
+    "wp": "6p 12p P t6 10 10 10 12p G",    # 4,446: w likewise
 }
 CANDIDATES = {f"{spec}-{recipe}": (spec, recipe) for spec in SPECS for recipe in RECIPES}
 
