@@ -185,8 +185,10 @@ def test_ctrl_c_stops_the_workers_keeps_the_reports_whole_and_says_what_finished
     assert kit_run(folder / "a_good.ipynb", "--out", out).returncode == 0
     before = (out / "a_good.ipynb").read_bytes()
     notebook(folder / "a_good.ipynb", "import time\ntime.sleep(60)")
+    # as from a terminal: a shell that starts a background job makes it ignore SIGINT, and Python keeps that
     batch = subprocess.Popen([sys.executable, "-m", "kit", "run", str(folder / "a_good.ipynb"), "--out", str(out)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for _ in range(600):  # until the worker's kernel is running the cell
         family = _descendants(batch.pid)  # the worker, and the kernel in a session of its own
         if any(b"ipykernel" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _alive(family)):
