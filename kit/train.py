@@ -15,6 +15,7 @@ as a CUDA graph and replayed: one launch a step instead of hundreds.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -152,6 +153,10 @@ class Trainer:
         self.channels_last = self.device.type in ("cpu", "cuda") if channels_last is None else channels_last
         self.graph = self._graph(graph, compile, optimizer)
         self.model = self.prepare(model)
+        if compile and self.device.type != "cuda":
+            # inductor's CPU path looks for a CUDA toolkit too, and where a toolkit folder sits on a machine without
+            # a GPU it logs "No CUDA runtime is found": nothing a CPU run needs to hear
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         self._forward = torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else "default") \
             if compile else model
         self.compiled = compile

@@ -348,3 +348,39 @@ def test_distillation_rejects_nonsense():
         Distillation(tiny_model(), temperature=0)
     with pytest.raises(ValueError, match="alpha in"):
         Distillation(tiny_model(), alpha=1.5)
+
+
+COMPILED_AND_EAGER = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from torch import nn
+import kit
+from conftest import make_imageset
+data, out = make_imageset(128), {{}}
+for compile in (False, True):
+    kit.set_seed(0)
+    train, test = kit.make_loaders((data, data), batch_size=32, device="cpu", seed=0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    t = kit.Trainer(model, train, test, epochs=2, lr=0.05, compile=compile, verbose=False, progress=False)
+    out[str(compile)] = [t.fit()[-1].train_loss, t.compiled]
+print(json.dumps(out))
+"""
+
+
+def test_a_compiled_step_trains_like_the_eager_one_and_a_cpu_hears_nothing_of_cuda(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).parent)
+    # a CUDA toolkit folder on a machine without a GPU: torch's extension loader would log "No CUDA runtime is found"
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", COMPILED_AND_EAGER.format(tests=tests)], capture_output=True,
+                          text=True, env=env, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CUDA" not in done.stderr, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    (eager, _), (compiled, was_compiled) = out["False"], out["True"]
+    assert was_compiled and math.isclose(eager, compiled, rel_tol=1e-3), (eager, compiled)
