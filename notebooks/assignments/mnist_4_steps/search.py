@@ -46,6 +46,7 @@ RECIPES = {
     "lr1": dict(lr=0.1),                                         # a lower peak rate
     "lr3": dict(lr=0.3),                                         # a higher one
     "mild": dict(augment=dict(rotation=7, translate=0.05, scale=(0.95, 1.05))),  # half the shifts and zooms
+    "none": dict(augment={}),                                    # no augmentation (step 3's recipe)
 }
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
