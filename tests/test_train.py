@@ -1,4 +1,9 @@
+import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -368,12 +373,6 @@ print(json.dumps(out))
 
 
 def test_a_compiled_step_trains_like_the_eager_one_and_a_cpu_hears_nothing_of_cuda(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     tests = str(Path(__file__).parent)
     # a CUDA toolkit folder on a machine without a GPU: torch's extension loader would log "No CUDA runtime is found"
     env = {**os.environ, "CUDA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
