@@ -1,10 +1,33 @@
-import matplotlib
-import torch
+import re
+from pathlib import Path
 
-from kit import plots
+import matplotlib
+import pytest
+import torch
+from nbval.plugin import get_sanitize_patterns
+
+from kit import models, plots
 from kit.history import EpochRecord, History, Misclassified
 from kit.models import CompactNet, count_parameters
 from kit.summary import summary
+
+# Every model the course prints a summary of, with the input its notebook gives it.
+COURSE_MODELS = {
+    "SetupNet": (models.SetupNet, (1, 28, 28)), "SkeletonNet": (models.SkeletonNet, (1, 28, 28)),
+    "LighterNet": (lambda: models.LighterNet(norm="batch", dropout=0.05), (1, 28, 28)),
+    "GapNet": (models.GapNet, (1, 28, 28)), "CapacityNet": (models.CapacityNet, (1, 28, 28)),
+    "PoolAt5Net": (models.PoolAt5Net, (1, 28, 28)), "CompactNet": (CompactNet, (1, 28, 28)),
+    "NormNet": (lambda: models.NormNet("group"), (3, 32, 32)),
+    "Teacher": (lambda: models.Teacher(1, 10), (1, 28, 28)), "Student": (lambda: models.Student(1, 10), (1, 28, 28)),
+}
+NBVAL_SANITIZE = Path(__file__).parent / "nbval_sanitize.cfg"
+
+
+def compared(text: str) -> str:
+    """`text` as the nbval run of reports/ compares it (after tests/nbval_sanitize.cfg's replacements)."""
+    for regex, replace in get_sanitize_patterns(NBVAL_SANITIZE.read_text()):
+        text = re.sub(regex, replace, text)
+    return text
 
 
 def test_curves_returns_and_saves_a_figure(tmp_path):
@@ -45,6 +68,29 @@ def test_summary_counts_what_count_parameters_counts():
     s = summary(model, (1, 28, 28))
     assert s.trainable_params == count_parameters(model) == 7416
     assert "ConvBlock" in str(s)
+
+
+@pytest.mark.parametrize("name", COURSE_MODELS)
+def test_a_course_models_summary_fits_a_notebooks_width(name):
+    make, input_size = COURSE_MODELS[name]
+    lines = str(summary(make(), input_size)).splitlines()
+    assert max(map(len, lines)) <= 100, f"{name}'s summary is {max(map(len, lines))} characters wide"
+    header = next(line for line in lines if line.startswith("Layer"))
+    assert header.split("  ")[0] == "Layer (type (var_name))" and "Kernel Shape" in header
+
+
+def test_the_fitted_summary_says_what_torchinfos_own_table_says_only_padded_less():
+    from torchinfo import summary as torchinfo_summary
+
+    model = models.LighterNet(norm="batch")
+    fitted = str(summary(model, (1, 28, 28)))
+    wide = str(torchinfo_summary(model, input_size=(1, 1, 28, 28), device="cpu", verbose=0,
+                                 col_names=("input_size", "output_size", "num_params", "kernel_size"),
+                                 row_settings=("var_names",)))
+    assert max(map(len, wide.splitlines())) == 140 > max(map(len, fitted.splitlines()))
+    assert compared(fitted) == compared(wide)  # so a report made with the wide table still checks
+    other = str(summary(models.LighterNet(norm="group"), (1, 28, 28)))
+    assert compared(other) != compared(wide)  # and the comparison still sees a different model
 
 
 def test_curves_show_the_learning_rate_only_when_it_changes():
