@@ -103,6 +103,8 @@ def _assign(args) -> int:
         print(p)
     if not args.check:
         print(f"wrote the student's folder for {args.solution}")
+    elif not problems:
+        print(f"the student's folder is what `python -m kit assign {args.solution}` generates")
     return 1 if problems else 0
 
 

@@ -89,17 +89,29 @@ def student_notebook(solution: Path, target: Path, root: Path | None) -> nbforma
 def student_folder(solution_dir: Path, out: Path | None = None) -> dict[Path, str]:
     """Every file of the student's folder (path -> text), generated from the solution folder."""
     solution_dir = Path(solution_dir)
+    if not solution_dir.is_dir():
+        raise FileNotFoundError(f"{solution_dir}: no such folder; give the folder of an assignment's solution")
     if not (solution_dir / "assignment.json").exists():
         raise FileNotFoundError(f"{solution_dir}: no assignment.json; give the folder of an assignment's solution")
-    rules = json.loads((solution_dir / "assignment.json").read_text())
+    try:
+        rules = json.loads((solution_dir / "assignment.json").read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{solution_dir / 'assignment.json'}: not JSON ({e})") from None
     name = rules.get("assignment") if isinstance(rules, dict) else None
     if not (ASSIGNMENTS / f"{name}.json").exists():
         raise ValueError(f"{solution_dir / 'assignment.json'} names the assignment {name!r}, which the kit does not "
                          f"ship (kit/assignments/); known: {', '.join(p.stem for p in ASSIGNMENTS.glob('*.json'))}")
     out = Path(out) if out else solution_dir.parent / "template"
     root = _repo_root(solution_dir)
+    notebooks = sorted(solution_dir.glob("*.ipynb"))
+    if not any(BEGIN.match(line) for nb_path in notebooks for c in nbformat.read(nb_path, as_version=4).cells
+               if c.cell_type == "code" for line in c.source.splitlines()):
+        raise AssignError(f"{solution_dir}: no notebook marks what the student writes (`# BEGIN SOLUTION` ... "
+                          f"`# END SOLUTION` in a code cell); give the instructor's solution folder")
+    if out.resolve() == solution_dir.resolve():
+        raise ValueError(f"{solution_dir}: the student's folder would overwrite the solution; name another with --out")
     files = {out / "assignment.json": (ASSIGNMENTS / f"{name}.json").read_text()}
-    for nb_path in sorted(solution_dir.glob("*.ipynb")):
+    for nb_path in notebooks:
         nb = student_notebook(nb_path, out / nb_path.name, root)
         files[out / nb_path.name] = nbformat.writes(nb) + "\n"
     return files
@@ -120,7 +132,9 @@ def assign(solution_dir: Path, out: Path | None = None, check: bool = False) -> 
                 problems.append(f"{path}: missing; generate it with `python -m kit assign {solution_dir}`")
             elif path.read_text() != text:
                 problems.append(f"{path}: differs from what `python -m kit assign {solution_dir}` generates")
-        extra = sorted(p for p in folder.glob("*.ipynb") if p not in files) if folder.exists() else []
+        # A step in a sub-folder counts too; Jupyter's .ipynb_checkpoints do not.
+        extra = sorted(p for p in folder.rglob("*.ipynb") if p not in files
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         problems += [f"{p}: has no solution notebook it comes from" for p in extra]
         return problems
     for path, text in files.items():

@@ -22,8 +22,9 @@ claims/*               the Result's claims (parameters, best accuracies and thei
                        a smoke run's record confirms nothing (claims/unverified)
 evidence/*             the record agrees with the executed notebook: its printed epoch lines, and the parameters
                        papermill injected (kit.evidence)
-report/*               a source notebook's report ran exactly its code, shows its Markdown, and was made by the
-                       kit's current numbers (kit.record.NUMBERS)
+report/*               a source notebook's report ran exactly its code, shows its Markdown, was made by the
+                       kit's current numbers (kit.record.NUMBERS), and names its notebook without a path of the
+                       machine that ran it (report/local-path)
 record/unreadable      the record is not a record of this kit's schema
 sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
                        no accuracy off the grid of the test set's size
@@ -264,6 +265,9 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
         elif not own and Path(target).name != path.name:  # a copy: its own repository, or the template it came from
             out.append(Violation(path, "structure/colab-badge",
                                  f"the badge opens {target}, another notebook than {path.name}"))
+        elif not own and repository == colab.REPOSITORY and Path(target).parent.name == "solution":
+            out.append(Violation(path, "structure/colab-badge",
+                                 f"the badge opens the instructor's solution ({target}), not this copy"))
     for repository, branch in INSTALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
         if (repository, branch) != (colab.REPOSITORY, colab.BRANCH):
             out.append(Violation(path, "structure/colab-install",
@@ -280,8 +284,14 @@ def _student_copy(path: Path) -> bool:
 
 def check_report(path: Path, nb, report: Path) -> list[Violation]:
     """The report must be a run of this very code, and show this notebook's text."""
-    executed = ran_cells(nbformat.read(report, as_version=4))
+    ran = nbformat.read(report, as_version=4)
+    executed = ran_cells(ran)
     shown = Path(os.path.relpath(report))
+    named = ran.metadata.get("papermill", {}).get("input_path")
+    relative = Path(os.path.relpath(path.resolve(), report.resolve().parent)).as_posix()
+    if named is not None and named not in (path.name, relative):
+        return [Violation(path, "report/local-path", f"{shown} names the notebook it ran as {named!r}, a path of the "
+                                                     f"machine that made it; a report names {relative!r} or {path.name!r}")]
     code = lambda cells: [c.source for c in cells if c.cell_type == "code"]  # noqa: E731
     text = lambda cells: [c.source for c in cells if c.cell_type == "markdown"]  # noqa: E731
     if code(executed) != code(nb.cells):

@@ -122,9 +122,11 @@ class Environment:
                    numbers=NUMBERS)
 
     def describe(self) -> str:
-        cuda = f", CUDA {self.cuda}" if self.device == "cuda" else ""
+        """One line for a report: the device, then every version a rerun must match (the CUDA torch was built for)."""
+        cuda = f"CUDA {self.cuda}" if self.cuda else "no CUDA"
+        cudnn = f", cuDNN {self.cudnn}" if self.cudnn else ""
         return (f"{self.device_name} ({self.device}), {self.threads} CPU thread{'s' * (self.threads != 1)}; "
-                f"torch {self.torch}{cuda}, Python {self.python}, kit {self.kit}")
+                f"torch {self.torch} ({cuda}{cudnn}), torchvision {self.torchvision}, Python {self.python}, kit {self.kit}")
 
 
 def device_name(device) -> str:

@@ -135,6 +135,15 @@ def unpathed(nb) -> None:
                         o["data"][key] = o["data"][key].replace(path, word)
 
 
+def input_path(notebook: Path, out: Path) -> str:
+    """The notebook as its report names it: relative to the report where both lie in the folder `kit run` was
+    started in, else its bare name (a path that climbs out of the project would say where this machine keeps it)."""
+    here, notebook, out = Path.cwd().resolve(), notebook.resolve(), out.resolve()
+    if notebook.is_relative_to(here) and out.is_relative_to(here):
+        return Path(os.path.relpath(notebook, out)).as_posix()
+    return notebook.name
+
+
 def stamp(executed: Path, notebook: Path, out: Path, run_id: str, parameters: dict) -> None:
     """Keep the report free of this machine's paths, and mark it with its run's id and parameters."""
     import nbformat
@@ -142,7 +151,7 @@ def stamp(executed: Path, notebook: Path, out: Path, run_id: str, parameters: di
     nb = nbformat.read(executed, as_version=4)
     unpathed(nb)
     meta = nb.metadata.get("papermill", {})
-    meta["input_path"] = os.path.relpath(notebook.resolve(), out.resolve())
+    meta["input_path"] = input_path(notebook, out)
     meta["output_path"] = notebook.name
     nb.metadata["kit"] = {"run_id": run_id, "parameters": parameters}
     nbformat.write(nb, executed)

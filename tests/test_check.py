@@ -338,6 +338,20 @@ def _edit_notebook(path, change):
     return path
 
 
+@pytest.mark.parametrize("repository, target, holds", [
+    ("alice/dl-homework", "notebooks/assignments/my_submission/step1.ipynb", True),  # the student's own repository
+    (colab.REPOSITORY, "notebooks/assignments/mnist_4_steps/template/step1.ipynb", True),  # the template it came from
+    ("alice/dl-homework", "notebooks/assignments/my_submission/step2.ipynb", False),  # another step
+    (colab.REPOSITORY, "notebooks/assignments/mnist_4_steps/solution/step1.ipynb", False),  # the instructor's answer
+])
+def test_a_students_copy_may_open_itself_anywhere_but_no_other_notebook(tmp_path, repository, target, holds):
+    copy = tmp_path / "my_submission"
+    badge = "# A step\n\n" + colab.badge("x.ipynb").replace(colab.url("x.ipynb"), colab.url(target, repository))
+    p = _edit_notebook(build(copy, name="step1.ipynb"), lambda nb: setattr(nb.cells[0], "source", badge))
+    (copy / "assignment.json").write_text('{"assignment": "mnist_4_steps"}')
+    assert ("structure/colab-badge" not in rules(p)) == holds, messages(p)
+
+
 def test_exactly_one_parameters_cell(tmp_path):
     p = _edit_notebook(build(tmp_path), lambda nb: nb.cells[3].metadata.setdefault("tags", []).append("parameters"))
     assert "structure/parameters" in rules(p)
@@ -382,6 +396,15 @@ def test_a_source_notebook_is_held_to_its_report(tmp_path):
     assert "report/stale-text" in rules(source)
     _edit_notebook(source, lambda nb: nb.cells[4].__setitem__("source", nb.cells[4].source + "\nprint('changed')"))
     assert "report/stale-code" in rules(source)
+
+
+@pytest.mark.parametrize("named, holds", [("../notebooks/step.ipynb", True), ("step.ipynb", True),
+                                          ("../../../home/ta/course/notebooks/step.ipynb", False),
+                                          ("/home/ta/course/notebooks/step.ipynb", False)])
+def test_a_report_names_its_notebook_without_the_machines_folders(tmp_path, named, holds):
+    source, report = _course(tmp_path)
+    _edit_notebook(report, lambda nb: nb.metadata.setdefault("papermill", {}).__setitem__("input_path", named))
+    assert ("report/local-path" not in rules(source)) == holds
 
 
 def test_a_source_notebook_carries_no_outputs(tmp_path):

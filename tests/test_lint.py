@@ -1,4 +1,5 @@
 """The code is linted with ruff (settings in pyproject.toml), as the pre-commit hook and CI do."""
+import re
 import shutil
 import subprocess
 import sys
@@ -21,3 +22,9 @@ def test_ruff_finds_nothing():
 def test_the_pre_commit_hooks_strip_notebooks_and_lint():
     text = (ROOT / ".pre-commit-config.yaml").read_text()
     assert "id: nbstripout" in text and "id: ruff" in text and "files: ^notebooks/" in text
+
+
+def test_the_hook_runs_the_ruff_that_ci_runs():
+    hook = re.search(r"ruff-pre-commit\n\s+rev: v([\d.]+)", (ROOT / ".pre-commit-config.yaml").read_text())
+    pinned = re.search(r'"ruff==([\d.]+)"', (ROOT / "pyproject.toml").read_text())
+    assert hook and pinned and hook.group(1) == pinned.group(1)

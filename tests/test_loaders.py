@@ -165,9 +165,18 @@ def test_the_three_paths_draw_from_the_same_ranges():
     assert tuple(tv["RandomAffine"].translate) == (0.1, 0.1) and tuple(al["Affine"].translate_percent["x"]) == (-0.1, 0.1)
     assert tv["RandomCrop"].padding == 2 and al["PadIfNeeded"].min_height == 32 and al["RandomCrop"].height == 28
     assert tv["RandomHorizontalFlip"].p == 0.5 == al["HorizontalFlip"].p
-    theta = aug.plan(4000, (28, 28), torch.Generator().manual_seed(0))["theta"]
+    # The device path's draws, read back from its matrices (the inverse map, output -> input, on [-1, 1]):
+    plan = aug.plan(4000, (28, 28), torch.Generator().manual_seed(0))
+    theta = plan["theta"].double()
+    linear, offset = theta[:, :, :2], theta[:, :, 2:]
     angles = torch.rad2deg(torch.atan2(theta[:, 1, 0], theta[:, 0, 0]))
-    assert angles.min() >= -7 - 1e-4 and angles.max() <= 7 + 1e-4  # the device path's draws, in the same range
+    zooms = torch.linalg.det(linear).rsqrt()
+    shifts = -(torch.linalg.solve(linear, offset)).squeeze(2) * 28 / 2  # pixels
+    for drawn, low, high in ((angles, -7, 7), (zooms, 0.9, 1.1), (shifts, -2.8, 2.8)):  # the whole range, no more
+        edge = 0.1 * (high - low)
+        assert low - 1e-4 <= drawn.min() < low + edge and high - edge < drawn.max() <= high + 1e-4
+    assert plan["crop"].min() == 0 and plan["crop"].max() == 4  # offsets into the image padded by 2 on each side
+    assert 0.45 < plan["flip"].float().mean() < 0.55
 
 
 def test_the_albumentations_path_matches_the_others_without_augmentation(toy):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from kit.check import check
 
@@ -60,6 +61,32 @@ def test_the_student_folder_is_what_kit_assign_generates(tmp_path):
     assert problems == [f"{edited / 'step2.ipynb'}: differs from what `python -m kit assign {SOLUTION}` generates"]
 
 
+def test_assign_check_sees_a_step_added_in_a_sub_folder_but_not_jupyters_checkpoints(tmp_path):
+    from kit.assign import assign
+
+    edited = tmp_path / "template"
+    shutil.copytree(TEMPLATE, edited)
+    (edited / ".ipynb_checkpoints").mkdir()
+    shutil.copy(edited / "step1.ipynb", edited / ".ipynb_checkpoints" / "step1-checkpoint.ipynb")
+    assert assign(SOLUTION, edited, check=True) == []
+    (edited / "extra").mkdir()
+    shutil.copy(edited / "step1.ipynb", edited / "extra" / "step5.ipynb")
+    assert assign(SOLUTION, edited, check=True) == [f"{edited / 'extra' / 'step5.ipynb'}: has no solution notebook "
+                                                    f"it comes from"]
+
+
+@pytest.mark.parametrize("folder, message", [
+    (TEMPLATE, "no notebook marks what the student writes"),  # a folder without markers is not a solution
+    (SOLUTION.parent / "nowhere", "no such folder"),
+])
+def test_assign_refuses_a_folder_that_is_not_a_solution(folder, message, tmp_path):
+    from kit.assign import assign
+
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        assign(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_template_stubs_the_model_and_asks_for_the_texts():
     for step in ("step1", "step2", "step3", "step4"):
         nb = nbformat.read(TEMPLATE / f"{step}.ipynb", 4)
@@ -98,6 +125,9 @@ def test_a_students_copy_passes_once_it_is_filled_run_and_checked(tmp_path):
         nbformat.write(mine, copy / f"{step}.ipynb")
         for name in (f"{step}.ipynb", f"{step}.metrics.json"):  # step 2: the run
             shutil.copy(solved_reports / name, reports / name)
+        ran = nbformat.read(reports / f"{step}.ipynb", 4)
+        ran.metadata.papermill.input_path = f"../../../notebooks/assignments/my_submission/{step}.ipynb"  # as run here
+        nbformat.write(ran, reports / f"{step}.ipynb")
     search = Path("reports") / "assignments" / "mnist_4_steps" / "search.json"  # records step 4's Analysis links to
     (root / search).parent.mkdir(parents=True)
     shutil.copy(NOTEBOOKS.parent / search, root / search)

@@ -1,8 +1,10 @@
 """kit.Budget, the record's schema, and the Result that `result()` prints from it."""
 import json
+import platform
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 import kit
@@ -146,3 +148,5 @@ def test_the_environment_says_what_produced_a_run():
     env = Environment.here("cpu")
     text = env.describe()
     assert env.device == "cpu" and env.device_name and f"torch {torch.__version__}" in text and "thread" in text
+    assert f"torchvision {torchvision.__version__}" in text and f"Python {platform.python_version()}" in text
+    assert (f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA") in text

@@ -85,6 +85,21 @@ def test_no_machine_path_lands_in_a_report(folder, tmp_path):
     assert str(tmp_path) not in text and "metrics_path" not in text
     meta = json.loads(text)["metadata"]
     assert meta["kit"]["run_id"] and meta["kit"]["parameters"] == {"quick": False, "device": "auto"}
+    assert meta["papermill"]["input_path"] == "a_good.ipynb"  # both lie outside the folder it was started in
+
+
+def test_a_report_names_its_notebook_relative_to_it_only_inside_the_project(tmp_path, monkeypatch):
+    from kit.worker import input_path
+
+    project = tmp_path / "course"
+    notebook = project / "notebooks" / "sub" / "step.ipynb"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    assert input_path(notebook, project / "reports" / "sub") == "../../notebooks/sub/step.ipynb"
+    assert input_path(notebook, tmp_path / "elsewhere") == "step.ipynb"  # a batch into a folder outside
+    notebook.parent.mkdir(parents=True)
+    monkeypatch.chdir(notebook.parent)  # started among the notebooks, reporting beside them
+    assert input_path(notebook, project / "reports") == "step.ipynb"
 
 
 def test_a_failed_rerun_keeps_the_last_good_report(folder, tmp_path):
