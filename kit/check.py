@@ -257,7 +257,8 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
     if not badges:
         out.append(Violation(path, "structure/colab-badge",
                              f"no Open-in-Colab badge; use {colab.badge(repo_path or path.name)}"))
-    own = repo_path is not None and not _student_copy(path)
+    copy = _student_copy(path)
+    own = repo_path is not None and not copy
     for repository, target in badges:
         if own and (repository, target) != (colab.REPOSITORY, repo_path):
             out.append(Violation(path, "structure/colab-badge",
@@ -265,7 +266,7 @@ def check_structure(path: Path, nb, repo_path: str | None) -> list[Violation]:
         elif not own and Path(target).name != path.name:  # a copy: its own repository, or the template it came from
             out.append(Violation(path, "structure/colab-badge",
                                  f"the badge opens {target}, another notebook than {path.name}"))
-        elif not own and repository == colab.REPOSITORY and Path(target).parent.name == "solution":
+        elif copy and repository == colab.REPOSITORY and Path(target).parent.name == "solution":
             out.append(Violation(path, "structure/colab-badge",
                                  f"the badge opens the instructor's solution ({target}), not this copy"))
     for repository, branch in INSTALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code")):
