@@ -39,7 +39,8 @@ def _fitted(stats):
     from torchinfo.formatting import FormattingOptions
 
     class Fitted(FormattingOptions):
-        widths: list[int] | None = None  # the name column's, then each column's; None while measuring
+        measured: list[int]  # the widest entry so far: the name column's, then each column's
+        widths: list[int] | None = None  # the measured widths once every row has been seen; None while measuring
 
         def format_row(self, layer_name, row_values):
             cells = [layer_name, *(row_values.get(c, "") for c in self.col_names)]
