@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Everything the kit does on a GPU, in one go, for a short lease on a GPU machine:
-#   1. the CUDA checks (benchmarks/gpu_checks.py): the captured step against the eager one, reruns, the NaN guard;
-#   2. the whole batch of notebooks with full epochs (python -m kit run --device cuda);
-#   3. the benchmark's full-length case (python -m kit bench --device cuda);
-#   4. the search below the solution's 5,958 parameters: the candidates under 5,000 that came closest on the CPU,
-#      on seeds 1, 2 and 3 ($CANDIDATES to choose others; search.py --all for every one).
-# Each phase has a time limit, prints its timings, and every result is archived into OUT/results.tgz as soon as
-# its phase ends, so a run cut short still brings back what it made.
+#   1. the CUDA checks (benchmarks/gpu_checks.py): the captured step against the eager one, reruns, the NaN guard,
+#      where a step's time goes;
+#   2. the whole batch of notebooks with full epochs (python -m kit run --device auto: the GPU);
+#   3. the benchmark's full-length case (python -m kit bench --device cuda), the default step's row first;
+#   4. only with SEARCH=1: the search below the solution's parameters (the candidates under 5,000 that came
+#      closest on the CPU, on seeds 1, 2 and 3; $CANDIDATES to choose others).
+# Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
+# is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
+# Phases 1 to 3 take at most 60 + 240 + 200 s: give the machine's command limit that much, plus installing.
 #
 #   bash .gpu/on-gpu.sh bash benchmarks/gpu_run.sh OUT            # on the GPU machine (.gpu/: what it lacks)
-#   bash benchmarks/gpu_run.sh /tmp/dry --quick                  # a dry run of the whole script on a CPU
+#   JOBS=2 bash benchmarks/gpu_run.sh /tmp/dry --quick           # a dry run of the whole script on a CPU
 set -uo pipefail
 out=${1:?usage: gpu_run.sh OUT [--quick]}
 quick=${2:-}
@@ -18,14 +20,16 @@ device=cuda
 py=${PYTHON:-python3}
 work=$(mktemp -d /tmp/kit-gpu.XXXXXX)
 mkdir -p "$out" "$work/search"
-cp benchmarks/RESULTS.md "$work/RESULTS.md" 2>/dev/null || true
+# the bench adds its device's section to these two; the other devices' sections stay
+cp benchmarks/RESULTS.md benchmarks/results.json "$work/" 2>/dev/null || true
 start=$SECONDS
 say() { echo "[gpu_run +$((SECONDS - start))s] $*"; }
 archive() { tar czf "$out/results.tgz.tmp" -C "$work" . && mv "$out/results.tgz.tmp" "$out/results.tgz"; }
 limit() { local s=$1; shift; [ "$quick" = "--quick" ] && s=$((s * 4)); timeout --kill-after=10 "$s" "$@"; }
 
+{ nvidia-smi 2>&1 || echo "no nvidia-smi"; $py -c "import torch; print('torch', torch.__version__)"; } > "$work/machine.txt"
 say "phase 1: CUDA checks"
-limit 60 $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 | tee "$work/checks.log"
+limit "${CHECKS_S:-60}" $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 | tee "$work/checks.log"
 status=${PIPESTATUS[0]}
 if [ "$status" = 2 ] || [ "$status" = 124 ] || [ "$status" = 137 ]; then
   export KIT_GRAPH=0  # the captured step is broken: the batch runs the eager step
@@ -35,20 +39,24 @@ archive
 
 say "phase 2: the batch of notebooks"
 # --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
-limit 230 $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" ${quick:+--quick} \
+limit "${BATCH_S:-240}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" ${quick:+--quick} \
   2>&1 | tee "$work/batch.log"
 say "batch ended: status ${PIPESTATUS[0]}"
 archive
 
 say "phase 3: the benchmark"
-limit 120 $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 | tee "$work/bench.log"
+limit "${BENCH_S:-200}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 | tee "$work/bench.log"
 archive
 
+if [ "${SEARCH:-0}" != 1 ]; then
+  say "done in $((SECONDS - start)) s; results in $out/results.tgz (SEARCH=1 also runs the search)"
+  exit 0
+fi
 say "phase 4: the search under 5,000 parameters, seeds 1, 2 and 3"
 read -ra candidates <<< "${CANDIDATES:-r-rot rp-rot w-rot v-rot f-rot x-rot}"
 shards=${SHARDS:-6}
 for i in $(seq 1 "$shards"); do
-  limit 150 $py notebooks/assignments/mnist_4_steps/search.py "${candidates[@]}" --seeds 1 2 3 --device "$device" \
+  limit "${SEARCH_S:-150}" $py notebooks/assignments/mnist_4_steps/search.py "${candidates[@]}" --seeds 1 2 3 --device "$device" \
     --shard "$i/$shards" --out "$work/search/shard-$i.json" ${quick:+--quick} > "$work/search/shard-$i.log" 2>&1 &
 done
 wait

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -152,6 +153,28 @@ def last_timings(folder: Path, stem: str) -> dict:
                                         isinstance(last.get("seconds"), (int, float)) else {}))
 
 
+def recorded_timings(folder: Path, home: Path | None, stem: str) -> dict:
+    """A notebook's last recorded times per kind of device, from its report in `folder`, else from its usual
+    report (`home`, where it reports without --out): a batch into a fresh folder still knows them."""
+    timings = last_timings(folder, stem)
+    if home is not None and home.resolve() != folder.resolve():
+        for kind, seconds in last_timings(home, stem).items():
+            timings.setdefault(kind, seconds)
+    return timings
+
+
+def start_order(timings: list[dict], kind: str) -> tuple[list[int], str | None]:
+    """The order to start a batch in, longest first, so that it ends soonest with several jobs: ranked by the
+    last runs' times on the kind of device that has records for most of the notebooks (this kind on a tie), as
+    times on different kinds do not compare. A notebook with no such record starts first (it may be long).
+    Returns the indices and the kind ranked by (None: no records, the order stays as listed)."""
+    counts = Counter(k for t in timings for k in t)
+    if not counts:
+        return list(range(len(timings))), None
+    by = max(counts, key=lambda k: (counts[k], k == kind))
+    return sorted(range(len(timings)), key=lambda i: (by in timings[i], -timings[i].get(by, 0.0))), by
+
+
 def timeout_for(seconds: float | None, quick: bool, given: int | None) -> int | None:
     """--timeout if given; else for a smoke run QUICK_TIMEOUT; else 3x the last good run on this kind of
     device plus 10 minutes; with no such run, none: a legitimate full run is never cut short by a guess."""
@@ -278,7 +301,7 @@ def _death(job: _Job) -> str:
     return f"the worker {how}" + ("; it said:\n    " + "\n    ".join(tail) if tail else "")
 
 
-def _finish(job: _Job, timed_out: bool, kind: str) -> Outcome:
+def _finish(job: _Job, timed_out: bool, kind: str, home: Path | None = None) -> Outcome:
     seconds = time.perf_counter() - job.started
     stage = staging(job.folder, job.notebook.stem)
     result = stage / ".outcome.json"
@@ -295,7 +318,8 @@ def _finish(job: _Job, timed_out: bool, kind: str) -> Outcome:
     outcome.inputs, outcome.run_id = job.inputs, job.run_id
     stem, folder = job.notebook.stem, job.folder
     if outcome.status == "ok":  # stage the run record too, then swap the whole report in
-        outcome.timings = {**last_timings(folder, stem), kind: round(outcome.seconds, 1)}
+        # the times of earlier runs on other kinds of device stay, from the usual report if this folder is new
+        outcome.timings = {**recorded_timings(folder, home, stem), kind: round(outcome.seconds, 1)}
         for hidden in (result, job.log):
             hidden.unlink(missing_ok=True)
         write_text(stage / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
@@ -356,6 +380,7 @@ def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False,
     os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in reports
     found = find_notebooks(paths)
     notebooks = [(nb, out_folder(nb, sub, out)) for nb, sub in found]
+    homes = {nb: out_folder(nb, sub, None) for nb, sub in found}
     for _, folder in notebooks:
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder} is a file; --out must name a folder")
@@ -376,20 +401,23 @@ def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False,
         for folder in sorted({folder for _, folder in notebooks}):
             for line in recover(folder):
                 print(f"recovered: {line}", flush=True)
-        return _batch(notebooks, per_notebook, quick=quick, device=device, kind=kind, timeout=timeout,
+        return _batch(notebooks, per_notebook, homes, quick=quick, device=device, kind=kind, timeout=timeout,
                       start_timeout=start_timeout, jobs=jobs, threads=threads, fail_fast=fail_fast,
                       changed_only=changed_only, write_report=write_report)
 
 
-def _batch(notebooks, per_notebook, *, quick, device, kind, timeout, start_timeout, jobs, threads, fail_fast,
+def _batch(notebooks, per_notebook, homes, *, quick, device, kind, timeout, start_timeout, jobs, threads, fail_fast,
            changed_only, write_report) -> int:
     plans = []
+    # smoke runs take about as long as each other: they keep the listed order
+    timings = [{} if quick else recorded_timings(folder, homes.get(nb), nb.stem) for nb, folder in notebooks]
+    order, by = start_order(timings, kind)
     print(f"kit run: {len(notebooks)} notebook{'s' * (len(notebooks) != 1)} on {kind}"
-          f"{' (smoke runs)' if quick else ''}, {jobs} at a time, {threads} CPU thread{'s' * (threads != 1)} each",
-          flush=True)
+          f"{' (smoke runs)' if quick else ''}, {jobs} at a time, {threads} CPU thread{'s' * (threads != 1)} each"
+          f"{f', the longest first (by the last runs on {by})' if by and len(notebooks) > 1 else ''}", flush=True)
     width = max(len(nb.name) for nb, _ in notebooks)
-    for nb, folder in notebooks:
-        last = last_timings(folder, nb.stem).get(kind) if not quick else None
+    for i in order:
+        (nb, folder), last = notebooks[i], timings[i].get(kind)
         limit = timeout_for(last, quick, timeout)
         plans.append((nb, folder, limit))
         print(f"  {nb.name:<{width}}  last run here: {_duration(last):>14}   "
@@ -422,7 +450,7 @@ def _batch(notebooks, per_notebook, *, quick, device, kind, timeout, start_timeo
                 if job.process.poll() is None and not late:
                     continue
                 running.remove(job)
-                outcome = _finish(job, late, kind)
+                outcome = _finish(job, late, kind, homes.get(job.notebook))
                 outcomes.append(outcome)
                 _report_line(outcome)
                 if outcome.status == "failed" and fail_fast:

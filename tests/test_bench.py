@@ -23,8 +23,9 @@ def test_bench_times_each_path_and_keeps_a_section_per_device(mnist_root, tmp_pa
 
 
 def test_bench_refuses_what_the_device_cannot_do(mnist_root):
-    with pytest.raises(ValueError, match="CUDA-graph path needs a CUDA device"):
-        bench("cpu", paths=["device + CUDA graph"], results=None)
+    for path in ("device + CUDA graph", "device + CUDA graph (fp32)"):
+        with pytest.raises(ValueError, match="CUDA-graph paths need a CUDA device"):
+            bench("cpu", paths=[path], results=None)
     with pytest.raises(ValueError, match="unknown path"):
         bench("cpu", paths=["warp"], results=None)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kit.run import _alive, _descendants
+from kit.run import _alive, _descendants, recorded_timings, start_order
 
 
 def notebook(path, body: str, params="quick = False\ndevice = 'auto'\nlr = 0.1"):
@@ -76,6 +76,46 @@ def test_the_plan_comes_first_and_epoch_lines_stream(folder, tmp_path):
     assert "  [a_good] epoch  1  train loss 0.5000" in done.stdout
     again = kit_run(folder / "a_good.ipynb", "--out", out)
     assert "last run here:" in again.stdout.splitlines()[1] and "timeout: 6" in again.stdout.splitlines()[1]
+
+
+def test_a_batch_starts_the_longest_notebooks_first():
+    # ranked by the kind with records for most notebooks; one with none (it may be long) first; ties as listed
+    timings = [{"cpu": 190}, {"cpu": 4800, "NVIDIA H200": 70}, {"NVIDIA H200": 79}, {"cpu": 2200}, {"cpu": 190}]
+    assert start_order(timings, "NVIDIA H100 80GB HBM3") == ([2, 1, 3, 0, 4], "cpu")
+    assert start_order(timings, "NVIDIA H200")[1] == "cpu"  # 4 notebooks have CPU times, 2 this GPU's
+    assert start_order([{"cpu": 5, "x": 9}, {"cpu": 7, "x": 1}], "x") == ([0, 1], "x")  # a tie: this kind
+    assert start_order([{}, {}, {}], "cpu") == ([0, 1, 2], None)  # no records: as listed
+
+
+def test_the_plan_lists_the_notebooks_in_the_order_they_start(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "reports"
+    nbs.mkdir(), out.mkdir()
+    for name, seconds in (("a_short", 5.0), ("b_long", 500.0)):
+        notebook(nbs / f"{name}.ipynb", GOOD)
+        (out / f"{name}.run.json").write_text(json.dumps({"timings": {"cpu": seconds}}))
+    lines = kit_run(nbs, "--out", out, "--device", "cpu", "--jobs", "1").stdout.splitlines()
+    assert "the longest first (by the last runs on cpu)" in lines[0]
+    assert "b_long.ipynb" in lines[1] and "8 min" in lines[1] and "a_short.ipynb" in lines[2]
+    finished = [x.split()[1] for x in lines if x.strip().startswith("ok  ")]
+    assert finished == ["b_long.ipynb", "a_short.ipynb"]  # one job: it ran them in that order
+
+
+def test_a_batch_into_a_fresh_folder_knows_the_last_times_from_the_usual_reports(tmp_path):
+    usual, fresh = tmp_path / "reports", tmp_path / "fresh"
+    usual.mkdir()
+    (usual / "a.run.json").write_text(json.dumps({"timings": {"cpu": 300.0, "NVIDIA H200": 70.0}}))
+    assert recorded_timings(fresh, usual, "a") == {"cpu": 300.0, "NVIDIA H200": 70.0}
+    fresh.mkdir()
+    (fresh / "a.run.json").write_text(json.dumps({"timings": {"cpu": 250.0}}))
+    assert recorded_timings(fresh, usual, "a") == {"cpu": 250.0, "NVIDIA H200": 70.0}  # its own record first
+    assert recorded_timings(fresh, None, "b") == {}
+    # a run into a fresh folder keeps the usual report's times of other kinds of device in its record
+    notebook(tmp_path / "a_good.ipynb", GOOD)
+    (usual / "a_good.run.json").write_text(json.dumps({"timings": {"NVIDIA H200": 70.0}}))
+    done = kit_run("a_good.ipynb", "--out", "elsewhere", "--device", "cpu", cwd=tmp_path)
+    assert "last run here: no earlier run" in done.stdout  # none on this kind
+    kept = json.loads((tmp_path / "elsewhere" / "a_good.run.json").read_text())["timings"]
+    assert kept["NVIDIA H200"] == 70.0 and kept["cpu"] > 0
 
 
 def test_no_machine_path_lands_in_a_report(folder, tmp_path):
