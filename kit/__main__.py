@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     b.add_argument("--epochs", type=int, default=15, help="epochs per path (default: 15, the solution's full run)")
     b.add_argument("--paths", help="comma-separated paths to time (default: all that the device has), from: "
-                                   "classic, device, device NCHW, device + CUDA graph, "
+                                   "classic, device, device NCHW, device channels_last, device + CUDA graph, "
                                    "device + CUDA graph (fp32), device + compile")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", type=int, help="use only the first LIMIT training images")

@@ -6,9 +6,10 @@ schedule) for its 15 epochs, on each path in turn, in one process, on one device
 
 - classic: torchvision's DataLoader, PIL images transformed one at a time in 2 worker
   processes (what a student's notebook does), eager training step;
-- device: the whole data set on the device, augmented a batch at a time there, eager step;
-- device NCHW: the default step (a CUDA graph on CUDA) with channels_last off: does the
-  default memory format pay?
+- device: the whole data set on the device, augmented a batch at a time there, eager step, in
+  the default memory format (kit.train.default_channels_last);
+- device NCHW, device channels_last: the default step (a CUDA graph on CUDA) in the memory
+  format that is not the default here: does the default pay?
 - device + CUDA graph: the step captured once and replayed (CUDA only; the default there);
 - device + CUDA graph (fp32): the same without bf16 autocast: on a model this small, do the
   casts autocast adds cost more than bf16 saves?
@@ -37,7 +38,7 @@ from kit.data import load, stats
 from kit.files import write_text
 from kit.loaders import make_loaders
 from kit.record import device_name
-from kit.train import Trainer, pick_device, set_seed
+from kit.train import Trainer, default_channels_last, pick_device, set_seed
 from kit.transforms import Augment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +51,7 @@ PATHS = {
     "classic": dict(path="classic", graph=False),
     "device": dict(path="device", graph=False),
     "device NCHW": dict(path="device", graph=None, channels_last=False),  # the default step, NCHW
+    "device channels_last": dict(path="device", graph=None, channels_last=True),  # the default step, channels_last
     "device + CUDA graph": dict(path="device", graph=True),
     "device + CUDA graph (fp32)": dict(path="device", graph=True, amp=False),
     "device + compile": dict(path="device", graph=False, compile=True),
@@ -131,7 +133,8 @@ def default_paths(device: torch.device) -> list[str]:
         # the default step first and the slow eager one last: a run cut short by a time limit keeps what matters
         return ["device + CUDA graph", "classic", "device + CUDA graph (fp32)", "device NCHW", "device + compile",
                 "device"]
-    return ["classic", "device", "device NCHW", "device + compile"]
+    other = "device NCHW" if default_channels_last(device) else "device channels_last"
+    return ["classic", "device", other, "device + compile"]
 
 
 def describe(device: torch.device) -> str:
@@ -157,7 +160,7 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
         train_set, test_set = train_set.subset(limit), test_set.subset(min(limit, len(test_set)))
     s = stats(train_set)
     where = describe(device)
-    print(f"device: {where}; torch {torch.__version__}")
+    print(f"device: {where}; torch {torch.__version__}; the default memory format here: {_memory_format(device)}")
     print(f"the solution's step-4 model ({sum(p.numel() for p in net().parameters()):,} parameters) on "
           f"{len(train_set):,} MNIST images, batch {BATCH}, augmentation {_augment_words()}, one-cycle to lr {lr}, "
           f"{epochs} epoch{'s' * (epochs != 1)} a path\n")
@@ -177,7 +180,7 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
         print(f"{name:<26} {t.train_seconds:8.2f} {t.first_epoch:9.2f} {t.images_per_second:9,.0f} {ratio} "
               f"{t.total:8.1f}  {', '.join(f'{a:.2f}' for a in t.test_accs[-3:])}", flush=True)
         if results is not None:  # after every path: a run cut short still leaves what it measured
-            _write(results, where, timings, epochs, len(train_set), net, lr)
+            _write(results, where, timings, epochs, len(train_set), net, lr, device)
     if "classic" in timings:
         for name, t in timings.items():
             if name != "classic":
@@ -220,7 +223,12 @@ def _section(where: str, info: dict) -> str:
             "|---|---:|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(lines) + "\n")
 
 
-def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float) -> None:
+def _memory_format(device: torch.device) -> str:
+    return "channels_last" if default_channels_last(device) else "NCHW"
+
+
+def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float,
+           device: torch.device) -> None:
     """Record this run's rows in the device's section of RESULTS.md and its JSON twin (results.json beside it):
     a path measured again replaces its row; the other devices' sections, and rows of paths not measured now, stay."""
     twin = path.with_name("results.json")
@@ -228,7 +236,7 @@ def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: i
     when = _started.get("at") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     what = (f"The solution's step-4 model ({sum(p.numel() for p in net().parameters()):,} parameters) on {n:,} MNIST "
             f"training images, batch {BATCH}, augmentation {_augment_words()}, one-cycle to lr {lr}, {epochs} epochs per "
-            f"path; torch {torch.__version__}.")
+            f"path; torch {torch.__version__}; the default memory format here: {_memory_format(device)}.")
     info = data.setdefault(where, {"what": what, "rows": []})
     info["what"] = what
     fresh = {name: _row(t, when) for name, t in timings.items()}

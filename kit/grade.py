@@ -9,7 +9,8 @@ Markdown and CSV beside the fresh reports; the exit status is 1 where any row
 does not hold.
 
 A rerun repeats a run exactly only on the same kind of device with the same
-thread count and library versions. Elsewhere, accuracies are allowed to differ
+thread count, library versions and speed settings (precision, memory format,
+CUDA graph, compilation). Elsewhere, accuracies are allowed to differ
 by a tolerance (and the epoch of a best accuracy is not judged); the sheet
 says which, and how much.
 """
@@ -37,9 +38,23 @@ class Row:
     note: str = ""
 
 
+SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile")  # a Trainer's choices that change its numbers
+
+
 def _same_environment(a, b) -> bool:
     keys = ("device_name", "threads", "torch", "numbers")
     return a is not None and b is not None and all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
+def _repeatable(theirs, fresh) -> bool:
+    """Whether the fresh run should repeat the submission's own exactly: the same kind of device, threads and
+    versions, and each run trained with the same precision, memory format, graph and compilation (defaults that
+    follow the device and its threads, or a notebook that sets them)."""
+    if theirs is None or not _same_environment(theirs.environment, fresh.environment):
+        return False
+    own = {r.name: r.settings for r in theirs.runs}
+    return all(r.name in own and all(own[r.name].get(k) == r.settings.get(k) for k in SPEED_SETTINGS)
+               for r in fresh.runs)
 
 
 def grade(submission: str | Path, *, device: str = "auto", out: str | Path | None = None, quick: bool = False,
@@ -120,9 +135,8 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             theirs = Record.load(own) if own else None
         except (RecordError, OSError):
             theirs = None
-        tol = tolerance if tolerance is not None else (0.0 if theirs and _same_environment(theirs.environment,
-                                                                                          fresh.environment) else TOLERANCE)
-        note = "exact: the same kind of device, threads and versions" if tol == 0 else \
+        tol = tolerance if tolerance is not None else (0.0 if _repeatable(theirs, fresh) else TOLERANCE)
+        note = "exact: the same kind of device, threads, versions and speed settings" if tol == 0 else \
             f"within {tol} accuracy points: the submission's own run came from another device or setting"
         text = _body(result_cell) if result_cell is not None else ""
         for name, claims in claims_by_run(text, fresh).items():

@@ -36,3 +36,21 @@ def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule
     assert done.returncode == 1
     assert "| step4.ipynb | budget/parameters · seed 1 | **no** | at most 9,999 |" in done.stdout
     assert "assignment/rules-edited" in done.stdout  # the instructor's rules were applied, not the copy's
+
+
+def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
+    import copy
+    import dataclasses
+
+    from kit.grade import _repeatable
+    from kit.record import Record
+
+    theirs = Record.load(ROOT / "reports" / "assignments" / "mnist_4_steps" / "solution" / "step4.metrics.json")
+    fresh = copy.deepcopy(theirs)
+    assert _repeatable(theirs, fresh)
+    assert not _repeatable(None, fresh)  # the submission brought no record
+    fresh.runs[1].settings["channels_last"] = not fresh.runs[1].settings["channels_last"]  # another memory format
+    assert not _repeatable(theirs, fresh)
+    fresh = copy.deepcopy(theirs)
+    fresh.environment = dataclasses.replace(fresh.environment, threads=fresh.environment.threads + 1)
+    assert not _repeatable(theirs, fresh)

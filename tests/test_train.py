@@ -15,7 +15,7 @@ from kit.callbacks import EMA, L1, Callback, Distillation, OneCycle, Plateau, St
 from kit.history import EpochRecord, History, NonFiniteLossError
 from kit.loaders import make_loaders
 from kit.models import ConvBlock, GapHead
-from kit.train import Trainer, _fp32_norms, pick_device, set_seed
+from kit.train import Trainer, _fp32_norms, default_channels_last, pick_device, set_seed
 
 
 def tiny_model(classes=4):
@@ -277,10 +277,25 @@ def test_pick_device():
             pick_device("cuda")
 
 
-def test_cpu_defaults_are_channels_last_in_fp32_without_a_graph():
-    t = trainer()
-    assert (t.channels_last, t.amp_dtype, t.graph, t.compiled) == (True, None, False, False)
-    assert t.model[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+def wide_conv(t):
+    """A convolution with more than one input channel: for one, both memory formats are the same."""
+    return next(m for m in t.model.modules() if isinstance(m, nn.Conv2d) and m.in_channels > 1)
+
+
+def test_cpu_defaults_are_fp32_without_a_graph_channels_last_on_one_thread_only():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as `kit run` trains
+        t = trainer()
+        assert (t.channels_last, t.amp_dtype, t.graph, t.compiled) == (True, None, False, False)
+        assert wide_conv(t).weight.is_contiguous(memory_format=torch.channels_last)
+        torch.set_num_threads(2)  # where NCHW measured faster
+        t = trainer()
+        assert (t.channels_last, t.amp_dtype, t.graph, t.compiled) == (False, None, False, False)
+        assert not wide_conv(t).weight.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        torch.set_num_threads(threads)
+    assert default_channels_last(torch.device("cuda")) and not default_channels_last(torch.device("mps"))
     with pytest.raises(ValueError, match="CUDA graph"):
         trainer(graph=True)
 
