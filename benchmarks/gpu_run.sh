@@ -9,6 +9,9 @@
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
 # Phases 1 to 3 take at most 60 + 270 + 180 s: give the machine's command limit that much, plus installing.
+# A second call can finish what a first one left: WORK=the folder it worked in (its archive unpacked, or the
+# same folder on a machine still held) and PHASES="batch bench" (any of checks, batch, bench, search); the batch
+# then runs only the notebooks without a good report there (--changed-only).
 #
 #   bash .gpu/on-gpu.sh bash benchmarks/gpu_run.sh OUT            # on the GPU machine (.gpu/: what it lacks)
 #   JOBS=2 bash benchmarks/gpu_run.sh /tmp/dry --quick           # a dry run of the whole script on a CPU
@@ -18,38 +21,53 @@ quick=${2:-}
 device=cuda
 [ "$quick" = "--quick" ] && device=auto
 py=${PYTHON:-python3}
-work=$(mktemp -d /tmp/kit-gpu.XXXXXX)
+work=${WORK:-$(mktemp -d /tmp/kit-gpu.XXXXXX)}
+phases=" ${PHASES:-checks batch bench} "
+[ "${SEARCH:-0}" = 1 ] && phases="$phases search "
 mkdir -p "$out" "$work/search"
 # the bench adds its device's section to these two; the other devices' sections stay
-cp benchmarks/RESULTS.md benchmarks/results.json "$work/" 2>/dev/null || true
+[ -f "$work/results.json" ] || cp benchmarks/RESULTS.md benchmarks/results.json "$work/" 2>/dev/null || true
 start=$SECONDS
 say() { echo "[gpu_run +$((SECONDS - start))s] $*"; }
 archive() { tar czf "$out/results.tgz.tmp" -C "$work" . && mv "$out/results.tgz.tmp" "$out/results.tgz"; }
 limit() { local s=$1; shift; [ "$quick" = "--quick" ] && s=$((s * 4)); timeout --kill-after=10 "$s" "$@"; }
 
-{ nvidia-smi 2>&1 || echo "no nvidia-smi"; $py -c "import torch; print('torch', torch.__version__)"; } > "$work/machine.txt"
-say "phase 1: CUDA checks"
-limit "${CHECKS_S:-60}" $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 | tee "$work/checks.log"
-status=${PIPESTATUS[0]}
-# broken (2), or cut short before the check of the captured step passed: the batch does without the graph
-if [ "$status" = 2 ] || { [ "$status" -ge 124 ] && ! grep -q "ok  the captured step computes" "$work/checks.log"; }; then
-  export KIT_GRAPH=0  # the captured step is broken: the batch runs the eager step
+{ nvidia-smi 2>&1 || echo "no nvidia-smi"; $py -c "import torch; print('torch', torch.__version__)"; } >> "$work/machine.txt"
+if [[ $phases == *" checks "* ]]; then
+  say "phase 1: CUDA checks"
+  limit "${CHECKS_S:-60}" $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 \
+    | tee "$work/checks.log"
+  status=${PIPESTATUS[0]}
+  # broken (2), or cut short before the check of the captured step passed: the batch does without the graph
+  if [ "$status" = 2 ] || { [ "$status" -ge 124 ] && ! grep -q "ok  the captured step computes" "$work/checks.log"; }; then
+    touch "$work/eager"  # a second call in this folder keeps to it
+  fi
+  archive
+fi
+if [ -f "$work/eager" ]; then
+  export KIT_GRAPH=0
   say "a CUDA-graph check failed: the batch and the search run eager (KIT_GRAPH=0)"
 fi
-archive
 
-say "phase 2: the batch of notebooks"
-# --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
-limit "${BATCH_S:-270}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" ${quick:+--quick} \
-  2>&1 | tee "$work/batch.log"
-say "batch ended: status ${PIPESTATUS[0]}"
-archive
+if [[ $phases == *" batch "* ]]; then
+  say "phase 2: the batch of notebooks"
+  again=""
+  [ -d "$work/reports" ] && again="--changed-only"  # a second call: only what has no good report yet
+  # --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
+  limit "${BATCH_S:-270}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" \
+    ${quick:+--quick} $again 2>&1 | tee -a "$work/batch.log"
+  say "batch ended: status ${PIPESTATUS[0]}"
+  archive
+fi
 
-say "phase 3: the benchmark"
-limit "${BENCH_S:-180}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 | tee "$work/bench.log"
-archive
+if [[ $phases == *" bench "* ]]; then
+  say "phase 3: the benchmark"
+  limit "${BENCH_S:-180}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
+    | tee -a "$work/bench.log"
+  archive
+fi
 
-if [ "${SEARCH:-0}" != 1 ]; then
+if [[ $phases != *" search "* ]]; then
   say "done in $((SECONDS - start)) s; results in $out/results.tgz (SEARCH=1 also runs the search)"
   exit 0
 fi
