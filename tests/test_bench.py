@@ -41,3 +41,21 @@ def test_the_bench_trains_the_solutions_step_4_with_its_recipe():
     augment = eval(re.search(r"kit\.Augment\([^)]*\)", code).group(0), {"kit": kit})  # the notebook's own
     assert augment == AUGMENT and f"batch_size = {BATCH}" in code
     assert lr > 0 and sum(p.numel() for p in net().parameters()) > 0
+
+
+def test_the_bench_times_the_default_step_against_the_other_memory_format():
+    import torch
+
+    from kit.bench import default_paths
+
+    cuda = default_paths(torch.device("cuda"))
+    assert cuda[0] == "device + CUDA graph" and cuda[-1] == "device"  # a run cut short keeps the default's row
+    assert "device NCHW" in cuda and "device + CUDA graph (fp32)" in cuda
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert "device NCHW" in default_paths(torch.device("cpu"))  # channels_last by default on one thread
+        torch.set_num_threads(2)
+        assert "device channels_last" in default_paths(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
