@@ -70,10 +70,10 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def default_channels_last(device: torch.device) -> bool:
-    """The memory format that measured faster for the solution's step-4 model: channels_last on CUDA; on a CPU
-    NCHW (`kit bench` on the 2-core AMD EPYC with 2 threads: 87 s against 148 s for 15 epochs), except on one
-    thread, as `kit run` trains, where channels_last was 3% faster (epochs of the two interleaved) and keeps
-    the reports' numbers."""
+    """The memory format that measured faster for the solution's step-4 model (`kit bench`, 15 epochs on the
+    2-core AMD EPYC): channels_last on CUDA; on a CPU NCHW (2 threads: 87 s against 148 s), except on one
+    thread, as `kit run` trains, where channels_last was faster (139 s against 151 s) and keeps the reports'
+    numbers."""
     if device.type == "cuda":
         return True
     return device.type == "cpu" and torch.get_num_threads() == 1

@@ -1,0 +1,56 @@
+"""benchmarks/gpu_checks.py's measure of a broken captured step, tried on the CPU: rounding stays well inside
+its limit, a step that computes something else lands well outside it."""
+import sys
+from pathlib import Path
+
+import torch
+
+import kit
+from kit.callbacks import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import gpu_checks  # noqa: E402
+
+LIMIT = gpu_checks.GAP_LIMIT
+
+
+class Doubled(Callback):
+    """Gradients twice what they should be: what a step that adds to stale gradients computes."""
+
+    def loss(self, trainer, loss, logits, x, y):
+        return 2 * loss
+
+
+class EveryOther(Callback):
+    """Every other step trains nothing: what a step that skips its update computes."""
+
+    steps = 0
+
+    def loss(self, trainer, loss, logits, x, y):
+        self.steps += 1
+        return loss * (self.steps % 2)
+
+
+def ten_steps(mnist_root, threads=1, callbacks=()):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kit.set_seed(0)
+        train, test = kit.load("mnist", "train", mnist_root).subset(1280), kit.load("mnist", "test", mnist_root).subset(256)
+        loaders = kit.make_loaders((train, test), device="cpu", seed=0, batch_size=128)
+        t = kit.Trainer(gpu_checks.solution_model()[0](), *loaders, epochs=1, lr=0.05, scheduler=kit.OneCycle(),
+                        callbacks=list(callbacks), channels_last=True, verbose=False, progress=False)
+        start = gpu_checks.state(t.model)
+        t.train_epoch(1)
+        return start, gpu_checks.state(t.model)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_update_gap_tells_rounding_from_a_broken_step(mnist_root):
+    start, reference = ten_steps(mnist_root)
+    assert gpu_checks.update_gap(start, reference, ten_steps(mnist_root)[1]) == 0  # the same run, bit for bit
+    rounding = gpu_checks.update_gap(start, reference, ten_steps(mnist_root, threads=2)[1])  # sums in another order
+    assert 0 < rounding < LIMIT / 4
+    for broken in (Doubled(), EveryOther()):
+        assert gpu_checks.update_gap(start, reference, ten_steps(mnist_root, callbacks=[broken])[1]) > LIMIT * 1.5
