@@ -67,6 +67,7 @@ def fit(device, graph, sets, *, epochs=2, seed=0, net=None, lr=0.2, **options):
     graph = graph and device.type == "cuda"  # a dry run on a CPU takes the eager path for both
     options.setdefault("scheduler", kit.OneCycle(max_lr=lr))
     t = kit.Trainer(model, train, test, epochs=epochs, lr=lr, graph=graph, verbose=False, progress=False, **options)
+    kit.Trainer.forget_fitted()  # the Trainer remembers every fitted one for a notebook's record: none is wanted here
     t.fit()
     return t
 

@@ -10,19 +10,21 @@ structure/sections     Target, Result and Analysis, in that order, filled in (he
 structure/parameters   exactly one cell tagged `parameters`
 structure/outputs      a source notebook carries no outputs and no execution counts
 structure/colab-badge, structure/colab-install   the Colab badge opens this notebook; the set-up installs the kit
-budget/declared        exactly one `budget = kit.Budget(...)` with literal arguments
+budget/declared        exactly one `budget = kit.Budget(...)` with literal arguments, the one the record holds its
+                       runs to (at least one run)
 budget/parameters, budget/epochs, budget/consistency
                        every run held to the budget meets it (every parameter counts, frozen ones too; every
-                       Trainer fitted on a model counts toward its epochs), unless the Result says it is missed
+                       Trainer fitted on a model counts toward its epochs), unless the Result says it is missed;
+                       the record counts the model the `model` cells build
 budget/unreported      a Trainer was fitted but not passed to result()
 claims/*               the Result's claims (parameters, best accuracies and their epochs, the last K test
                        accuracies, the budget's verdict as a fixed phrase) agree with the record; every other
                        number of the Result is one the record holds or derives (claims/untied); an Analysis states
                        only figures of this record or of a report its paragraph links to (claims/analysis);
                        a smoke run's record confirms nothing (claims/unverified)
-evidence/*             the record agrees with the executed notebook: its printed epoch lines, and the parameters
-                       papermill injected (kit.evidence)
-report/*               a source notebook's report ran exactly its code, shows its Markdown, was made by the
+evidence/*             the record agrees with the executed notebook: its printed epoch lines (no printed run left
+                       out), the line kit.setup printed, and the parameters papermill injected (kit.evidence)
+report/*               a source notebook's report is a readable notebook, ran exactly its code, shows its Markdown, was made by the
                        kit's current numbers (kit.record.NUMBERS), and names its notebook without a path of the
                        machine that ran it (report/local-path)
 record/unreadable      the record is not a record of this kit's schema
@@ -51,7 +53,7 @@ from pathlib import Path
 import nbformat
 
 from kit import colab
-from kit.files import report_folder
+from kit.files import read_notebook, report_folder
 
 SECTIONS = ("Target", "Result", "Analysis")
 TEMPLATE = "template"  # a folder of student templates: checked only when named, since it fails until filled
@@ -283,9 +285,8 @@ def _student_copy(path: Path) -> bool:
     return (folder / "assignment.json").exists() and folder.name not in ("solution", TEMPLATE)
 
 
-def check_report(path: Path, nb, report: Path) -> list[Violation]:
+def check_report(path: Path, nb, report: Path, ran) -> list[Violation]:
     """The report must be a run of this very code, and show this notebook's text."""
-    ran = nbformat.read(report, as_version=4)
     executed = ran_cells(ran)
     shown = Path(os.path.relpath(report))
     named = ran.metadata.get("papermill", {}).get("input_path")
@@ -322,28 +323,10 @@ def check_budget(path: Path, nb, record, result: str, counted: int | None, model
     """
     from kit.claims import verdicts
 
-    budgets, problems = declared_budget(nb)
-    out = [Violation(path, "budget/declared", p) for p in problems]
-    if len(budgets) != 1:
-        return out + [Violation(path, "budget/declared",
-                                f"{len(budgets)} budgets declared; declare exactly one, e.g. "
-                                "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.4, "
-                                "consistent_epochs=3)")]
-    budget = budgets[0]
-    if model_error:
-        out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {model_error}"))
-    if counted is not None and (miss := budget.misses(parameters=counted)):
-        out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
-    if record is None:
+    budget, out = budget_rules(path, nb, record, counted, model_error)
+    if budget is None or record is None:
         return out
     said = verdicts(result, record) if not record.quick else {}
-    for run in record.runs:
-        if not run.reported:
-            related = any(run.settings.get("model_id") in r.settings.get("model_ids", []) for r in record.reported)
-            if not related:
-                out.append(Violation(path, "budget/unreported", f"{run.name}: a Trainer fitted {run.epochs} epoch(s) "
-                                                                "that the record's runs do not include; pass it to "
-                                                                "result() so its epochs are judged"))
     prefix = {"parameters": "recorded ", "epochs": "used ", "consistency": ""}
     held = [r for r in record.reported if r.budget or assignment_budget]
     for run in held:
@@ -356,6 +339,50 @@ def check_budget(path: Path, nb, record, result: str, counted: int | None, model
             hint = "" if assignment_budget else "; meet it, or say in the Result 'Budget: missed (...)'"
             out += [Violation(path, f"budget/{part}", label + prefix[part] + message + hint)
                     for part, message in misses.items()]
+    return out
+
+
+def budget_rules(path: Path, nb, record, counted: int | None, model_error: str | None):
+    """(the declared budget or None, violations): one budget with literal arguments, a model its `model` cells
+    build within it, a record that holds its runs to it and counts that model, and no Trainer left unjudged."""
+    budgets, problems = declared_budget(nb)
+    out = [Violation(path, "budget/declared", p) for p in problems]
+    if len(budgets) != 1:
+        return None, out + [Violation(path, "budget/declared",
+                                      f"{len(budgets)} budgets declared; declare exactly one, e.g. "
+                                      "budget = kit.Budget(max_parameters=8000, max_epochs=15, target_test_acc=99.4, "
+                                      "consistent_epochs=3)")]
+    budget = budgets[0]
+    if model_error:
+        out.append(Violation(path, "budget/parameters", f"the `model` cells do not build: {model_error}"))
+    if counted is not None and (miss := budget.misses(parameters=counted)):
+        out.append(Violation(path, "budget/parameters", f"the model has {miss['parameters']}"))
+    if record is None:
+        return budget, out
+    out += _held_to(path, record, budget, counted)
+    for run in record.runs:
+        if not run.reported:
+            related = any(run.settings.get("model_id") in r.settings.get("model_ids", []) for r in record.reported)
+            if not related:
+                out.append(Violation(path, "budget/unreported", f"{run.name}: a Trainer fitted {run.epochs} epoch(s) "
+                                                                "that the record's runs do not include; pass it to "
+                                                                "result() so its epochs are judged"))
+    return budget, out
+
+
+def _held_to(path: Path, record, budget, counted: int | None) -> list[Violation]:
+    """The record holds its runs to the budget the notebook declares, and counts the model its cells build."""
+    out = [Violation(path, "budget/declared", f"{r.name or 'the run'} is held to {r.budget}, but the notebook "
+                                              f"declares {budget}; run it again")
+           for r in record.reported if r.budget is not None and r.budget != budget]
+    held = [r for r in record.reported if r.budget is not None]
+    if not held:
+        out.append(Violation(path, "budget/declared", "the notebook declares a budget, but the record holds no run to "
+                                                      "it: pass it to result() (setup.result(trainer, budget))"))
+    one_model = len({r.settings.get("architecture") for r in held}) == 1
+    if counted is not None and one_model and (recorded := held[0].parameters) != counted:
+        out.append(Violation(path, "budget/parameters", f"the record says the model has {recorded:,} parameters; "
+                                                        f"the `model` cells build one of {counted:,}"))
     return out
 
 
@@ -422,7 +449,7 @@ def _others(path: Path):
 def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None = None,
                    assignment_budget=None) -> list[Violation]:
     from kit.claims import check_analysis, check_result
-    from kit.evidence import check_epoch_lines, check_parameters
+    from kit.evidence import check_epoch_lines, check_parameters, check_setup
     from kit.record import NUMBERS, Record, RecordError
 
     try:
@@ -444,8 +471,12 @@ def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None
             out.append(Violation(path, "record/unreadable", str(e)))
     report = nb if is_executed(nb) else None
     if not is_executed(nb) and (rp := report_path(path)):
-        out += check_report(path, nb, rp)
-        report = nbformat.read(rp, as_version=4)
+        report = _read(rp)
+        if report is None:
+            out.append(Violation(path, "report/unreadable", f"{rp} is not a readable notebook; run it again: "
+                                                            f"python -m kit run {path}"))
+        else:
+            out += check_report(path, nb, rp, report)
     result_cell, analysis_cell = section(nb, "Result"), section(nb, "Analysis")
     result = _body(result_cell) if result_cell is not None else ""
     if built is None and not is_executed(nb) and (source := model_sources(nb)):
@@ -464,7 +495,8 @@ def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None
             out += [Violation(path, rule, msg) for rule, msg in check_analysis(_body(analysis_cell), record, _others(path))]
     if record is not None:
         if report is not None:
-            out += [Violation(path, rule, msg) for rule, msg in check_epoch_lines(report, record) + check_parameters(report)]
+            evidence = check_epoch_lines(report, record) + check_setup(report, record) + check_parameters(report, record)
+            out += [Violation(path, rule, msg) for rule, msg in evidence]
         elif not record.quick:
             out.append(Violation(path, "evidence/missing", "no executed notebook beside the record: the record "
                                                            "cannot be tied to a run"))
@@ -483,8 +515,8 @@ def instructor_rules(folder: Path) -> tuple[dict | None, list[Violation]]:
     local_path = folder / "assignment.json"
     try:
         local = json.loads(local_path.read_text())
-    except ValueError as e:
-        return None, [Violation(local_path, "assignment/rules", f"not valid JSON: {e}")]
+    except (ValueError, OSError) as e:  # not JSON, not text, or not a file at all
+        return None, [Violation(local_path, "assignment/rules", f"not a readable JSON file: {e}")]
     name = local.get("assignment") if isinstance(local, dict) else None
     known = sorted(p.stem for p in ASSIGNMENTS.glob("*.json"))
     if name not in known:
@@ -520,7 +552,8 @@ def check_assignment(folder: Path) -> list[Violation]:
                              f"{len(notebooks)} step notebooks; the assignment asks for exactly {rules['steps']}"))
     if rules.get("rf_table"):
         for path in notebooks:
-            nb = nbformat.read(path, as_version=4)
+            if (nb := _read(path)) is None:
+                continue  # check_notebook names it (structure/readable)
             if not any(c.cell_type == "code" and "receptive_field(" in c.source for c in nb.cells):
                 out.append(Violation(path, "assignment/rf-table",
                                      "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"))
@@ -536,9 +569,10 @@ def check_assignment(folder: Path) -> list[Violation]:
 
 def _strict_enough(last: Path, wanted) -> list[Violation]:
     """The last step must declare a budget at least as strict as the assignment's."""
-    budgets, _ = declared_budget(nbformat.read(last, as_version=4))
+    nb = _read(last)
+    budgets, _ = declared_budget(nb) if nb is not None else ([], [])
     if len(budgets) != 1:
-        return []  # budget/declared reports it
+        return []  # structure/readable or budget/declared reports it
     b = budgets[0]
     looser = [f"{name} {have} (the assignment's: {want})" for name, have, want, ok in (
         ("max_parameters", b.max_parameters, wanted.max_parameters, b.max_parameters <= wanted.max_parameters),
@@ -549,6 +583,14 @@ def _strict_enough(last: Path, wanted) -> list[Violation]:
     ) if not ok]
     return [Violation(last, "assignment/budget", "the last step's budget is looser than the assignment's: "
                                                  + "; ".join(looser))] if looser else []
+
+
+def _read(path: Path):
+    """A notebook, or None where it is not one (check_notebook says so, as structure/readable)."""
+    try:
+        return read_notebook(path)
+    except (ValueError, OSError):
+        return None
 
 
 def _repo_root(path: Path) -> Path | None:

@@ -23,7 +23,11 @@ from kit.record import Record, Run, mean_spread, seed_groups
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 CODE_SPAN = re.compile(r"`[^`]*`")
 LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)\)")
-NUMBER = re.compile(r"(?<![\w.,/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\.?\d)(\s*%)?(?![\w])")
+# A number as prose writes it: 99.49, 10,980, 99.49 %, 9k, 6.4M. A number joined to a word by - or / is part of a
+# name (CIFAR-10, step-4); one joined to a figure is a figure of its own (98.91%-99.95%, 98.91/99.95%).
+NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d][/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\.?\d)(\s*%|\s?[kKM]\b)?(?!\w)")
+SCALE = {"k": 1e3, "K": 1e3, "M": 1e6}
+FIGURE_SPAN = re.compile(r"`\s*(\d[\d.,]*\s*%?)\s*`")  # a code span that holds only a figure shows that figure
 VERDICT = re.compile(r"\bbudget\b\W{0,3}(?:is\s+)?(met|missed)\b", re.I)
 
 
@@ -32,18 +36,35 @@ def rendered(text: str) -> str:
     return COMMENT.sub("", text)
 
 
+def plain(text: str) -> str:
+    """Prose as a reader sees its figures: link texts without targets, no code but figures in code spans, no
+    Markdown escapes or emphasis inside a figure (99\\.95%, **99**.95%), '99 percent' and '99,95%' as 99% and 99.95%."""
+    text = LINK.sub(lambda m: f" {m.group(1)} ", text)
+    text = CODE_SPAN.sub(" ", FIGURE_SPAN.sub(r" \1 ", text))
+    text = re.sub(r"\\([^\w\s])", r"\1", text)
+    text = re.sub(r"(?<=[\d.,])[*_]+(?=[\d.,%])", "", text)
+    text = re.sub(r"(\d)\s*(?:per\s*cent|percent)\b", r"\1%", text, flags=re.I)
+    return re.sub(r"(?<![\d,])(\d{1,3}),(\d{1,2})(?=\s*%)", r"\1.\2", text)
+
+
 def _numbers(text: str) -> list[tuple[str, bool]]:
-    """(number as printed, followed by %) for every number in prose; code spans and link targets left out."""
-    text = CODE_SPAN.sub(" ", LINK.sub(lambda m: f" {m.group(1)} ", text))
-    return [(m.group(1), bool(m.group(2))) for m in NUMBER.finditer(text)]
+    """(number as printed, with its k or M; followed by %) for every number in prose (see plain)."""
+    return [(m.group(1) + _suffix(m), m.group(2) is not None and "%" in m.group(2))
+            for m in NUMBER.finditer(plain(text))]
+
+
+def _suffix(m) -> str:
+    return (m.group(2) or "").strip().replace("%", "")
 
 
 def _decimals(text: str) -> int:
+    text = text.rstrip("kKM")
     return len(text.split(".")[1]) if "." in text else 0
 
 
 def _value(text: str) -> float:
-    return float(text.replace(",", ""))
+    """The number a figure stands for: '10,980' is 10980, '9.5k' is 9500."""
+    return float(text.rstrip("kKM").replace(",", "")) * SCALE.get(text[-1:], 1)
 
 
 def _accuracy(number: str, percent: bool) -> tuple[float, int]:
@@ -80,14 +101,16 @@ class Facts:
 
     def ties(self, claimed: str, percent: bool = False) -> bool:
         d = _decimals(claimed)
+        if scale := SCALE.get(claimed[-1:]):  # '9k parameters', '6.4M': a count at the precision written
+            shown = _value(claimed) / scale
+            return any(round(v / scale, d) == round(shown, d) for v in self.integers)
         value = _value(claimed)
         if d == 0 and not percent and "," not in claimed:  # a count, an epoch, or a whole number of seconds
             return int(value) in self.integers or any(round(v) == value for v in self.values)
-        targets = [value]
-        if not percent and value < 1 and d >= 3:  # an accuracy written as a fraction: 0.9949 for 99.49%
-            targets.append(value * 100)
-            d = max(d - 2, 0)
-        return any(round(v, d) == round(t, d) for v in self.values for t in targets)
+        targets = [(value, d)]  # each reading at its own precision: 0.9970 is not 1.00
+        if not percent and 0.1 <= value < 1 and d >= 3:  # an accuracy written as a fraction: 0.9949 for 99.49%
+            targets.append((value * 100, d - 2))
+        return any(round(v, p) == round(t, p) for v in self.values for t, p in targets)
 
 
 def _numbers_in(text: str) -> list[float]:
@@ -358,11 +381,11 @@ def figures(text: str) -> list[tuple[str, bool]]:
     """The numbers an Analysis states as results: percentages, decimals, counts with thousands separators,
     and numbers followed by 'parameters'."""
     out = []
-    plain = CODE_SPAN.sub(" ", LINK.sub(lambda m: f" {m.group(1)} ", text))
-    for m in NUMBER.finditer(plain):
-        number, percent = m.group(1), bool(m.group(2))
-        after = plain[m.end():m.end() + 12].lower()
-        if percent or "." in number or "," in number or after.lstrip().startswith("param"):
+    prose = plain(text)
+    for m in NUMBER.finditer(prose):
+        number, percent = m.group(1) + _suffix(m), "%" in (m.group(2) or "")
+        after = prose[m.end():m.end() + 12].lower()
+        if percent or any(c in number for c in ".,kKM") or after.lstrip().startswith("param"):
             out.append((number, percent))
     return out
 

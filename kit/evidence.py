@@ -3,8 +3,9 @@
 A metrics file alone can be edited; the executed notebook beside it holds what
 the run printed while it trained. `kit check` accepts a record only where it
 agrees with that notebook: every epoch line the Trainer printed (run by run,
-at the precision printed), and the parameters as papermill injected them (a
-value that differs from the notebook's own is named).
+at the precision printed, and no printed run left out), the line kit.setup
+printed (a smoke run, the machine and versions), and the parameters as
+papermill injected them (a value that differs from the notebook's own is named).
 """
 from __future__ import annotations
 
@@ -75,6 +76,36 @@ def check_epoch_lines(nb, record: Record) -> list[tuple[str, str]]:
             else:
                 continue
             break
+    for name, runs in blocks.items():  # a run the notebook printed but the record leaves out (or lost)
+        for lines in runs[used.get(name, 0):]:
+            label = f"'{name} · '" if name else "no name"
+            out.append(("evidence/epoch-lines", f"the notebook printed {len(lines)} epoch line(s) (with {label}) of a "
+                                                "run the record does not hold: every Trainer fitted must be recorded"))
+    return out
+
+
+SETUP = re.compile(r"^(?P<smoke>smoke run: )?\d+ epochs?\b.*?; seed -?\d+; (?P<environment>.+)$")
+
+
+def check_setup(nb, record: Record) -> list[tuple[str, str]]:
+    """The record against the line kit.setup printed: a smoke run is recorded as one, on the machine it named."""
+    lines = [m for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+             if o.get("output_type") == "stream" and o.get("name") == "stdout"
+             for line in "".join(o.get("text", "")).splitlines() if (m := SETUP.match(line.strip()))]
+    if not lines:
+        return []  # a notebook that does not call kit.setup
+    printed = lines[-1]
+    out = []
+    if printed["smoke"] and not record.quick:
+        out.append(("evidence/quick", "the notebook printed that it made a smoke run, but the record says it is a "
+                                      "full run; a smoke run confirms no claim"))
+    env = record.environment
+    if env is not None:  # the parts every version of the setup line has printed
+        parts = [f"{env.device_name} ({env.device})", f"{env.threads} CPU thread", f"torch {env.torch}",
+                 f"Python {env.python}"]
+        if missing := [x for x in parts if x not in printed["environment"]]:
+            out.append(("evidence/environment", f"the notebook printed that it ran on {printed['environment']!r}; "
+                                                f"the record says {', '.join(missing)}"))
     return out
 
 
@@ -94,7 +125,7 @@ def assigned(source: str) -> dict:
     return out
 
 
-def check_parameters(nb) -> list[tuple[str, str]]:
+def check_parameters(nb, record: Record | None = None) -> list[tuple[str, str]]:
     """The parameters papermill injected must be the notebook's own (the device and smoke-run switch aside)."""
     tagged = lambda tag: next((c.source for c in nb.cells if tag in c.metadata.get("tags", [])), None)  # noqa: E731
     injected, own = tagged("injected-parameters"), tagged("parameters")
@@ -103,6 +134,8 @@ def check_parameters(nb) -> list[tuple[str, str]]:
     given, defaults = assigned(injected), assigned(own)
     changed = [f"{k} = {v!r} (the notebook's own: {defaults.get(k, 'none')!r})" for k, v in given.items()
                if k not in ("device", "quick") and defaults.get(k, object()) != v]
+    if given.get("quick") is True and record is not None and not record.quick:
+        changed.append("quick = True (a smoke run), but the record says it is a full run")
     if changed:
         return [("evidence/parameters", "the report ran with other parameters than the notebook's: " + "; ".join(changed)
                  + "; run it as it is written")]

@@ -31,19 +31,35 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def read_notebook(path: str | os.PathLike):
+    """A notebook (nbformat 4); a file that is not one is a ValueError that names it."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except OSError:
+        raise
+    except Exception as e:  # not JSON, or JSON that is not a notebook
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise ValueError(f"{path}: not a readable notebook ({type(e).__name__}: {first})") from None
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with replacing(path) as tmp:
         tmp.write_text(text)
 
 
-def report_folder(notebook: str | os.PathLike) -> Path | None:
+SMOKE = "reports-smoke"  # where smoke runs report when no folder is named: apart from the full runs' reports
+
+
+def report_folder(notebook: str | os.PathLike, reports: str = "reports") -> Path | None:
     """Where a notebook under a `notebooks/` folder keeps its report: the same sub-folders of the `reports/`
     folder beside it (notebooks/assignments/x.ipynb -> reports/assignments/). None outside `notebooks/`."""
     parts = Path(notebook).resolve().parts
     if "notebooks" not in parts[:-1]:
         return None
     i = len(parts) - 2 - parts[-2::-1].index("notebooks")
-    return Path(*parts[:i]) / "reports" / Path(*parts[i + 1:-1])
+    return Path(*parts[:i]) / reports / Path(*parts[i + 1:-1])
 
 
 # --- a report as one unit --------------------------------------------------------------------

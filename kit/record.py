@@ -56,7 +56,10 @@ class Budget:
         if not isinstance(d, dict) or set(d) - set(names) or not needed <= set(d):
             raise ValueError(f"{where} must be an object with {', '.join(names)} "
                              f"(consistent_epochs may be left out); got {d!r}")
-        return cls(**d)
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def misses(self, *, parameters: int | None = None, epochs: int | None = None,
                test_accs: list[float] | None = None) -> dict[str, str]:
@@ -195,17 +198,43 @@ class Run:
         need = {"name", "parameters", "history"}
         if not isinstance(d, dict) or not need <= set(d):
             raise RecordError(f"{where} must be an object with at least {', '.join(sorted(need))}")
+        history = d["history"]
+        epoch_fields = [f.name for f in fields(EpochRecord)]
+        if not isinstance(history, list) or not history or not all(
+                isinstance(e, dict) and set(e) == set(epoch_fields) for e in history):
+            raise RecordError(f"{where}: its history must be a non-empty list of epochs, each with exactly the "
+                              f"fields {', '.join(epoch_fields)}")
+        for i, e in enumerate(history, 1):
+            losses_fine = all(_number(e[k]) or e[k] is None for k in ("train_loss", "test_loss"))  # sanity/* names a None
+            if not _whole(e["epoch"]) or not losses_fine or not all(
+                    _number(e[k]) for k in epoch_fields[1:] if not k.endswith("loss")):
+                raise RecordError(f"{where}: epoch {i} of its history holds a value that is not a number: {e}")
+        for key, check, what in (("name", lambda v: isinstance(v, str), "a string"),
+                                 ("parameters", _whole, "a whole number"),
+                                 ("trainable_parameters", _whole, "a whole number"),
+                                 ("train_images", _whole, "a whole number"), ("test_images", _whole, "a whole number"),
+                                 ("seconds", _number, "a number"),
+                                 ("reported", lambda v: isinstance(v, bool), "true or false"),
+                                 ("settings", lambda v: isinstance(v, dict), "an object")):
+            if key in d and not check(d[key]):
+                raise RecordError(f"{where}: {key} must be {what}, not {d[key]!r}")
         try:
-            history = History.from_list(d["history"])
-        except (TypeError, KeyError) as e:
-            raise RecordError(f"{where}: its history is not a list of epochs with the fields "
-                              f"{', '.join(f.name for f in fields(EpochRecord))} ({e})") from None
-        budget = Budget.from_dict(d["budget"], f"{where}: budget") if d.get("budget") else None
+            budget = Budget.from_dict(d["budget"], f"{where}: budget") if d.get("budget") else None
+        except (TypeError, ValueError) as e:
+            raise RecordError(str(e)) from None
         return cls(name=d["name"], parameters=d["parameters"],
                    trainable_parameters=d.get("trainable_parameters", d["parameters"]),
-                   history=history, budget=budget, seed=d.get("seed"), data=d.get("data"),
+                   history=History.from_list(history), budget=budget, seed=d.get("seed"), data=d.get("data"),
                    train_images=d.get("train_images", 0), test_images=d.get("test_images", 0),
                    seconds=d.get("seconds", 0.0), reported=d.get("reported", True), settings=d.get("settings", {}))
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN and inf included: sanity/* names them
 
 
 class RecordError(ValueError):
@@ -259,6 +288,11 @@ class Record:
         except TypeError as e:
             raise RecordError(f"{where}: its environment does not match the schema ({e})") from None
         runs = [Run.from_dict(r, f"{where}, run {i}") for i, r in enumerate(d["runs"])]
+        names = [r.name for r in runs]
+        if len(set(names)) != len(names):
+            raise RecordError(f"{where}: two runs share a name ({sorted(n for n in set(names) if names.count(n) > 1)})")
+        if d.get("headline", "") not in ("", *names):
+            raise RecordError(f"{where}: its headline {d.get('headline')!r} is not one of its runs {names}")
         return cls(runs=runs, quick=bool(d.get("quick")), environment=environment, headline=d.get("headline", ""))
 
     @classmethod
@@ -275,7 +309,7 @@ class Record:
 def _fit_order(trainer) -> int:
     from kit.train import Trainer
 
-    return next((i for i, ref in enumerate(Trainer._fitted) if ref() is trainer), -1)
+    return next((i for i, t in enumerate(Trainer._fitted) if t is trainer), -1)
 
 
 def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool = True) -> Run:

@@ -20,7 +20,6 @@ import os
 import random
 import sys
 import time
-import weakref
 
 import numpy as np
 import torch
@@ -134,16 +133,28 @@ class Trainer:
     since its one-time cost outweighs its gain on a 15-epoch run).
     """
 
-    _fitted: list = []  # weak references to the trainers fitted in this process, oldest first
+    # the trainers fitted in this process, oldest first; held (not weakly) until kit.setup forgets them, so a
+    # Trainer no variable keeps, a warm-up say, is still recorded and its epochs still count
+    _fitted: list = []
 
     @classmethod
     def fitted(cls) -> list[Trainer]:
-        """The trainers fitted since the last `forget_fitted()` (kit.setup calls it) that are still alive."""
-        return [t for t in (ref() for ref in cls._fitted) if t is not None and len(t.history)]
+        """The trainers fitted since the last `forget_fitted()` (kit.setup calls it)."""
+        return [t for t in cls._fitted if len(t.history)]
 
     @classmethod
     def forget_fitted(cls) -> None:
         cls._fitted.clear()
+
+    @property
+    def model(self) -> nn.Module:
+        """The model this Trainer trains (its optimizer holds its parameters)."""
+        return self._model
+
+    @model.setter
+    def model(self, other) -> None:
+        raise AttributeError("a Trainer trains the model it was built with; build a new Trainer for another model "
+                             "(kit.Trainer(model, train_loader, test_loader, ...))")
 
     def __init__(self, model: nn.Module, train_loader, test_loader, *, epochs: int = 15,
                  optimizer: str | torch.optim.Optimizer = "sgd", lr: float = 0.01, momentum: float = 0.9,
@@ -162,7 +173,7 @@ class Trainer:
         self.amp_dtype = self._amp(amp)
         self.channels_last = default_channels_last(self.device) if channels_last is None else channels_last
         self.graph = self._graph(graph, compile, optimizer)
-        self.model = self.prepare(model)
+        self._model = self.prepare(model)
         if compile and self.device.type != "cuda":
             # inductor's CPU path looks for a CUDA toolkit too, and where a toolkit folder sits on a machine without
             # a GPU it logs "No CUDA runtime is found": nothing a CPU run needs to hear
@@ -418,8 +429,8 @@ class Trainer:
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"fit() trains a whole number of epochs, at least 1; got {epochs!r}")
         self._checked = False
-        if not any(ref() is self for ref in Trainer._fitted):
-            Trainer._fitted.append(weakref.ref(self))
+        if not any(t is self for t in Trainer._fitted):
+            Trainer._fitted.append(self)
         for _ in range(epochs):
             epoch = len(self.history) + 1
             lr = self.current_lr  # the rate this epoch's first step trains with

@@ -38,3 +38,13 @@ def mnist_root():
     if os.environ.get("CI"):
         pytest.fail("CI must fetch MNIST first: python -m kit data fetch mnist")
     pytest.skip("real MNIST is not on this machine (python -m kit data fetch mnist)")
+
+
+@pytest.fixture(autouse=True)
+def _forget_fitted_trainers():
+    """Each test starts and ends with no remembered trainers (kit.setup forgets them per notebook likewise)."""
+    from kit.train import Trainer
+
+    Trainer.forget_fitted()
+    yield
+    Trainer.forget_fitted()

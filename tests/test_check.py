@@ -155,6 +155,19 @@ def test_a_false_figure_in_the_analysis_is_flagged(tmp_path):
     assert any(v.rule == "claims/analysis" and "99.71%" in v.message for v in check([p]))
 
 
+@pytest.mark.parametrize("written", ["98.10%-99.95%", "98.10/99.95%", "99,95%", "99\\.95%", "**99**.95%",
+                                     "`99.95%`", "99.95 percent", "9k parameters", "a test loss of 0.0001", "0.9970"])
+def test_a_figure_written_another_way_is_still_read(tmp_path, written):
+    p = build(tmp_path, analysis=f"## Analysis\n- The run reached {written} in the end.")
+    assert "claims/analysis" in rules(p), written
+
+
+@pytest.mark.parametrize("written", ["98.10%-99.50%", "`99.50%`", "99,50%", "7.4k parameters", "0.9950", "CIFAR-10",
+                                     "a step-4 model", "`lr=0.2`"])
+def test_a_true_figure_or_a_name_written_another_way_passes(tmp_path, written):
+    assert check([build(tmp_path, analysis=f"## Analysis\n- The run reached {written} in the end.")]) == []
+
+
 def test_an_analysis_may_cite_a_linked_report(tmp_path):
     build(tmp_path, record(run(test=[96.0 + 0.1 * e for e in range(1, 16)])), name="earlier.ipynb")
     ok = "## Analysis\n- Up from 96.70% in [the earlier step](earlier.ipynb) to 99.50% here."
@@ -219,6 +232,75 @@ def test_injected_parameters_are_named(tmp_path):
     found = [v for v in check([p]) if v.rule == "evidence/parameters"]
     assert found and "lr = 0.2 (the notebook's own: 0.01)" in found[0].message
     assert check([build(tmp_path / "b", injected='quick = False\ndevice = "auto"')]) == []
+
+
+def test_a_run_the_notebook_printed_but_the_record_lost_is_caught(tmp_path):
+    rec = record()
+    warm_up = record(run(epochs=20, budget=None))  # a Trainer no variable kept, say, and so left out
+    assert "evidence/epoch-lines" in rules(build(tmp_path, rec, lines=printed(warm_up) + printed(rec)))
+
+
+def setup_line(smoke=False, env=ENV):
+    what = "smoke run: 1 epoch on 2,000 images of each split (its numbers are not results)" if smoke else "15 epochs"
+    return code_out(f"{what}; seed 0; {env.describe()}", source="setup = kit.setup()")
+
+
+def test_a_smoke_run_recorded_as_a_full_one_is_caught(tmp_path):
+    assert check([build(tmp_path / "honest", lines=[setup_line()] + printed(record()))]) == []
+    smoke = build(tmp_path / "smoke", lines=[setup_line(smoke=True)] + printed(record()))
+    assert "evidence/quick" in rules(smoke)
+    injected = build(tmp_path / "injected", injected="quick = True")
+    found = [v for v in check([injected]) if v.rule == "evidence/parameters"]
+    assert found and "smoke run" in found[0].message
+
+
+def test_the_record_names_the_machine_the_notebook_printed(tmp_path):
+    elsewhere = replace(ENV, device="cuda", device_name="NVIDIA H100 80GB HBM3")
+    p = build(tmp_path, lines=[setup_line(env=elsewhere)] + printed(record()))
+    found = [v for v in check([p]) if v.rule == "evidence/environment"]
+    assert found and "NVIDIA H100 80GB HBM3 (cuda)" in found[0].message
+
+
+def test_the_record_holds_its_runs_to_the_declared_budget(tmp_path):
+    unheld = record(run(budget=None))
+    assert "budget/declared" in rules(build(tmp_path / "none", unheld, result=markdown(record())))
+    looser = record(run(budget=Budget(80000, 15, 90.0, 3)))
+    found = [v for v in check([build(tmp_path / "looser", looser)]) if v.rule == "budget/declared"]
+    assert found and "declares Budget(max_parameters=8000" in found[0].message
+
+
+def test_the_record_counts_the_model_its_cells_build(tmp_path):
+    source, report = _course(tmp_path)
+    assert "budget/parameters" not in rules(source)  # kit.CompactNet(): 7,416 parameters, as recorded
+    mp = report.with_name("step.metrics.json")
+    mp.write_text(mp.read_text().replace('"parameters": 7416', '"parameters": 6416'))
+    found = [v for v in check([source]) if v.rule == "budget/parameters"]
+    assert found and "6,416" in found[0].message and "build one of 7,416" in found[0].message
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda r: r.update(parameters="7416"), "parameters must be a whole number"),
+    (lambda r: r["history"][0].update(test_acc=None), "epoch 1 of its history"),
+    (lambda r: r["history"][0].update(test_acc="98.5"), "epoch 1 of its history"),
+    (lambda r: r.update(history=[]), "non-empty list of epochs"),
+    (lambda r: r["budget"].update(target_test_acc=150), "target in (0, 100]"),
+    (lambda r: r["budget"].pop("max_epochs"), "budget must be an object"),
+])
+def test_a_record_of_the_wrong_types_is_named_and_the_rest_still_checked(tmp_path, change, words):
+    bad, good = _edit(build(tmp_path / "bad"), change), build(tmp_path / "good")
+    found = check([bad, good])
+    assert {v.path for v in found} == {bad} and found[0].rule == "record/unreadable"  # the good one still passes
+    assert words in found[0].message and "step.metrics.json" in found[0].message
+
+
+def test_an_unreadable_report_or_step_is_named(tmp_path):
+    source, report = _course(tmp_path)
+    report.write_text("{not json")
+    assert "report/unreadable" in rules(source)
+    folder = _submission(tmp_path / "sub")
+    (folder / "step2.ipynb").write_text("{}")
+    (folder / "step4.ipynb").write_text("{not json")
+    assert {"structure/readable"} <= {v.rule for v in check([folder])}
 
 
 def test_every_trainer_counts_toward_the_epochs(tmp_path):

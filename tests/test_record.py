@@ -89,6 +89,22 @@ def test_a_trainer_fitted_but_not_reported_is_recorded_and_counts():
     assert warm_up.history  # still alive: it was recorded because it lives
 
 
+def test_a_trainer_no_variable_keeps_is_still_recorded():
+    import gc
+
+    fitted(epochs=3, name="warm-up")  # kept by nothing: a warm-up, say
+    gc.collect()
+    record = result(fitted(epochs=2), budget=None)
+    assert [(r.name, r.reported, r.epochs) for r in record.runs] == [("", True, 2), ("unreported trainer 1", False, 3)]
+
+
+def test_the_record_counts_the_model_the_trainer_trained():
+    main = fitted(epochs=1)
+    with pytest.raises(AttributeError, match="trains the model it was built with"):
+        main.model = nn.Linear(1, 1)  # a smaller model to count in its place
+    assert result(main, budget=None).runs[0].parameters == sum(p.numel() for p in main.model.parameters())
+
+
 def test_result_prints_the_canonical_form(capsys):
     Trainer.forget_fitted()
     record = result(fitted(epochs=3), budget=Budget(100, 5, 0.1, consistent_epochs=2))
@@ -134,7 +150,8 @@ def test_a_smoke_run_says_so_and_is_not_judged(capsys):
     ('{"schema": 1, "runs": []}', "schema 1; this kit reads schema 2"),
     ('{"schema": 2, "runs": []}', "has no runs"),
     ('{"schema": 2, "runs": [{"name": ""}]}', "at least history, name, parameters"),
-    ('{"schema": 2, "runs": [{"name": "", "parameters": 1, "history": [{"epoch": 1}]}]}', "its history is not"),
+    ('{"schema": 2, "runs": [{"name": "", "parameters": 1, "history": [{"epoch": 1}]}]}',
+     "its history must be a non-empty list"),
     ("{not json", "is not valid JSON"),
 ])
 def test_a_broken_record_is_named_with_what_is_wrong(tmp_path, content, message):
