@@ -3,7 +3,9 @@
 The submission's step notebooks are executed afresh into a folder of the
 grade's own (on the GPU where there is one), then every rule and every claim
 of each Result is judged against that fresh run, not against the records the
-submission brought. The grade sheet has a row per rule and claim: held or not,
+submission brought; the fresh record is itself held to the checker's rules
+(evidence, the declared budget, the model the `model` cells build, every
+Trainer fitted), since the student's code wrote it. The grade sheet has a row per rule and claim: held or not,
 what was claimed, what was measured. It is printed as Markdown and written as
 Markdown and CSV beside the fresh reports; the exit status is 1 where any row
 does not hold.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,17 +65,25 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
     """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
     from kit.check import (
         _body,
+        _read,
+        _sources,
+        budget_rules,
+        build_models,
+        check_sanity,
         check_structure,
-        declared_budget,
+        epochs_used,
         instructor_rules,
         metrics_path,
         section,
         step_notebooks,
     )
     from kit.claims import claims_by_run, judge_claims
+    from kit.evidence import check_epoch_lines, check_parameters, check_setup
     from kit.record import Budget, Record, RecordError
     from kit.run import run
 
+    if tolerance is not None and not 0 <= tolerance < float("inf"):
+        raise ValueError(f"--tolerance is the accuracy points a claim may differ by: 0 or more, got {tolerance}")
     submission = Path(submission)
     if not submission.is_dir():
         raise FileNotFoundError(f"{submission}: not a folder; give the folder that holds the submission's step notebooks")
@@ -87,12 +98,17 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
     notebooks = step_notebooks(submission)
     rows.append(Row("all", "assignment/steps", len(notebooks) == rules["steps"], str(rules["steps"]),
                     str(len(notebooks)), "step notebooks"))
+    started = time.time()
     status = run([str(submission)], out, quick=quick, device=device)
     wanted = Budget.from_dict(rules["budget"], "the assignment's budget")
+    built = build_models(_sources(notebooks))  # the models the `model` cells build, counted apart from the run
     for i, path in enumerate(notebooks):
         step = path.relative_to(submission).as_posix()
         last = i == len(notebooks) - 1
-        nb = nbformat.read(path, as_version=4)
+        nb = _read(path)
+        if nb is None:
+            rows.append(Row(step, "structure/readable", False, note="not a readable notebook"))
+            continue
         for v in check_structure(path, nb, None):
             if v.rule != "structure/colab-badge":  # the badge depends on where a student keeps the copy
                 rows.append(Row(step, v.rule, False, note=v.message))
@@ -101,23 +117,33 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             rows.append(Row(step, "assignment/rf-table", has, note="" if has else "no kit.rf.receptive_field(...) cell"))
         fresh_path = out / path.relative_to(submission).parent / f"{path.stem}.metrics.json"
         try:
+            if fresh_path.exists() and fresh_path.stat().st_mtime < started:
+                raise RecordError(f"{fresh_path} is from an earlier run: this one did not finish")
             fresh = Record.load(fresh_path)
-        except (RecordError, OSError) as e:
+            ran = nbformat.read(fresh_path.with_name(f"{path.stem}.ipynb"), as_version=4)
+        except (RecordError, OSError, ValueError) as e:
             rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
             continue
         where = f"ran on {fresh.environment.device_name}" if fresh.environment else ""
         rows.append(Row(step, "grade/run", True, note=where))
-        budgets, _ = declared_budget(nb)
-        budget = wanted if last else (budgets[0] if len(budgets) == 1 else None)
+        # the checker's rules on the fresh run: what the student's code recorded must agree with what it printed,
+        # be held to the declared budget, count the model the `model` cells build, and leave no Trainer out
+        one = built.get(str(path), {})
+        declared, violations = budget_rules(path, nb, fresh, one.get("parameters"), one.get("error"))
+        evidence = check_epoch_lines(ran, fresh) + check_setup(ran, fresh) + check_parameters(ran, fresh)
+        rows += [Row(step, v.rule, False, note=v.message) for v in violations + check_sanity(path, fresh)]
+        rows += [Row(step, rule, False, note=message) for rule, message in evidence]
+        budget = wanted if last else declared
         for r in fresh.reported if budget else []:
             if not (last or r.budget):
                 continue
-            misses = budget.misses(parameters=r.parameters, epochs=r.epochs,
+            used = epochs_used(r, fresh)  # a warm-up Trainer of the same model counts
+            misses = budget.misses(parameters=r.parameters, epochs=used,
                                    test_accs=None if fresh.quick else r.history.column("test_acc"))
             for part in ("parameters", "epochs", "consistency"):
                 if part == "consistency" and fresh.quick:
                     continue
-                measured = {"parameters": f"{r.parameters:,}", "epochs": str(r.epochs),
+                measured = {"parameters": f"{r.parameters:,}", "epochs": str(used),
                             "consistency": ", ".join(f"{a:.2f}" for a in r.history.last(budget.consistent_epochs))}[part]
                 limit = {"parameters": f"at most {budget.max_parameters:,}", "epochs": f"at most {budget.max_epochs}",
                          "consistency": f"each of the last {budget.consistent_epochs} at least "

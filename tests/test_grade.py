@@ -38,6 +38,32 @@ def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule
     assert "assignment/rules-edited" in done.stdout  # the instructor's rules were applied, not the copy's
 
 
+def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_path, mnist_root):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    shutil.copy(SOLUTION / "assignment.json", sub)
+    nb = nbformat.read(SOLUTION / "step3.ipynb", 4)
+    fit = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("trainer = kit.Trainer("))
+    # a warm-up no variable keeps: its 15 epochs count, on top of the run's own
+    fit.source = "kit.Trainer(model, train_loader, test_loader, epochs=15, lr=lr).fit()\n" + fit.source
+    said = next(c for c in nb.cells if c.cell_type == "code" and "setup.result(" in c.source)
+    said.source = "setup.result(trainer, None);"  # held to no budget
+    nbformat.write(nb, sub / "step3.ipynb")
+    done = grade(sub, tmp_path / "graded")
+    assert done.returncode == 1
+    sheet = (tmp_path / "graded" / "grade.md").read_text()
+    assert "| step3.ipynb | budget/epochs | **no** | at most 15 | 16 |" in sheet
+    assert "| step3.ipynb | budget/declared | **no** |" in sheet
+    assert "| step3.ipynb | grade/run | yes |" in sheet
+
+    fit.source = "raise RuntimeError('broken')\n" + fit.source  # graded again into the same folder: it fails
+    nbformat.write(nb, sub / "step3.ipynb")
+    done = grade(sub, tmp_path / "graded")
+    sheet = (tmp_path / "graded" / "grade.md").read_text()
+    assert done.returncode == 1 and "| step3.ipynb | grade/run | **no** |" in sheet
+    assert "from an earlier run" in sheet
+
+
 def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     import copy
     import dataclasses
