@@ -86,12 +86,16 @@ def _rf(args) -> int:
 def _bench(args) -> int:
     from pathlib import Path
 
-    from kit.bench import RESULTS, bench
+    from kit.bench import EPOCHS, RESULTS, bench
 
     epochs, limit = (1, 2_000) if args.quick else (args.epochs, args.limit)
     paths = [p.strip() for p in args.paths.split(",")] if args.paths else None
-    bench(args.device, epochs, paths, args.seed, limit,
-          results=None if (args.no_save or args.quick) else Path(args.out or RESULTS))
+    results = None if (args.no_save or args.quick) else Path(args.out or RESULTS)
+    if args.out is None and results is not None and (epochs != EPOCHS or limit):
+        results = None
+        print(f"(not recorded: {RESULTS.name} keeps the full-length case, {EPOCHS} epochs on every image; "
+              "give --out FILE to keep these figures)")
+    bench(args.device, epochs, paths, args.seed, limit, results=results)
     return 0
 
 
@@ -157,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="time the training paths (classic, device, CUDA graph, compiled) side by side")
     b.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    b.add_argument("--epochs", type=int, default=15, help="epochs per path (default: 15, the solution's full run)")
+    b.add_argument("--epochs", type=int, default=15,
+                   help="epochs per path (default: 15, the solution's full run; only that case is recorded unless "
+                        "--out is given)")
     b.add_argument("--paths", help="comma-separated paths to time (default: all that the device has), from: "
                                    "classic, device, device NCHW, device channels_last, device + CUDA graph, "
                                    "device + CUDA graph (fp32), device + compile")

@@ -25,7 +25,7 @@ import nbformat
 
 from kit import colab
 from kit.check import ASSIGNMENTS, BADGE, _heading, _repo_root
-from kit.files import write_text
+from kit.files import read_notebook, write_text
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)#\s*BEGIN SOLUTION\s*(?:\((?P<ask>.*)\))?\s*$")
 MARKDOWN_SOLUTION = re.compile(r"\s*<!--\s*BEGIN SOLUTION\s*-->.*?<!--\s*END SOLUTION\s*-->", re.S)
@@ -72,7 +72,7 @@ def _in_repo(path: Path, root: Path | None) -> str | None:
 
 def student_notebook(solution: Path, target: Path, root: Path | None) -> nbformat.NotebookNode:
     """The student's version of one solution notebook, as it will live at `target`."""
-    nb = nbformat.read(solution, as_version=4)
+    nb = read_notebook(solution)
     here = _in_repo(target, root) or _in_repo(solution.parent.parent / "template" / target.name, root) or target.name
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
@@ -104,10 +104,12 @@ def student_folder(solution_dir: Path, out: Path | None = None) -> dict[Path, st
     out = Path(out) if out else solution_dir.parent / "template"
     root = _repo_root(solution_dir)
     notebooks = sorted(solution_dir.glob("*.ipynb"))
-    if not any(BEGIN.match(line) for nb_path in notebooks for c in nbformat.read(nb_path, as_version=4).cells
+    if not any(BEGIN.match(line) for nb_path in notebooks for c in read_notebook(nb_path).cells
                if c.cell_type == "code" for line in c.source.splitlines()):
         raise AssignError(f"{solution_dir}: no notebook marks what the student writes (`# BEGIN SOLUTION` ... "
                           f"`# END SOLUTION` in a code cell); give the instructor's solution folder")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; --out names the student's folder (a new one, or the earlier template)")
     if out.resolve() == solution_dir.resolve():
         raise ValueError(f"{solution_dir}: the student's folder would overwrite the solution; name another with --out")
     files = {out / "assignment.json": (ASSIGNMENTS / f"{name}.json").read_text()}

@@ -47,6 +47,7 @@ SOLUTION = ROOT / "notebooks" / "assignments" / "mnist_4_steps" / "solution" / "
 # Step 4's recipe; tests/test_bench.py checks that the solution notebook still uses it.
 AUGMENT = Augment(rotation=7)
 BATCH = 128
+EPOCHS = 15  # the solution's full run: RESULTS.md keeps this case only
 PATHS = {
     "classic": dict(path="classic", graph=False),
     "device": dict(path="device", graph=False),
@@ -144,8 +145,13 @@ def describe(device: torch.device) -> str:
     return f"CPU: {device_name(device)}, {n} thread{'s' * (n != 1)}, {os.cpu_count()} cores"
 
 
-def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None, seed: int = 0,
+def bench(device: str = "auto", epochs: int = EPOCHS, paths: list[str] | None = None, seed: int = 0,
           limit: int | None = None, root=None, results: Path | None = RESULTS) -> dict[str, Timing]:
+    for name, value in (("epochs", epochs), ("limit", limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if results is not None:
+        _check_results(Path(results))  # before the timing, not after it
     device = pick_device(device)
     paths = paths or default_paths(device)
     unknown = [p for p in paths if p not in PATHS]
@@ -167,13 +173,14 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
     header = (f"{'path':<26} {'train s':>8} {'1st epoch':>9} {'img/s':>9} {'x classic':>9} {'total s':>8}  "
               "test acc (last 3)")
     print(header)
-    timings = {}
+    timings, failed = {}, []
     for name in paths:
         try:
             t = timings[name] = time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed,
                                           mean=s.mean, std=s.std, net=net, lr=lr)
         except Exception as e:  # one broken path must not hide the others' figures
             print(f"{name:<26} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
+            failed.append(name)
             continue
         ratio = (f"{t.images_per_second / timings['classic'].images_per_second:9.1f}" if "classic" in timings
                  else f"{'—':>9}")  # the ratios of paths timed before classic come at the end
@@ -188,6 +195,8 @@ def bench(device: str = "auto", epochs: int = 15, paths: list[str] | None = None
                       f"{t.images_per_second / timings['classic'].images_per_second:.2f}x")
     if results is not None and timings:
         print(f"written to {results}")
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(paths)} paths failed: {', '.join(failed)} (see above)")
     return timings
 
 
@@ -225,6 +234,19 @@ def _section(where: str, info: dict) -> str:
 
 def _memory_format(device: torch.device) -> str:
     return "channels_last" if default_channels_last(device) else "NCHW"
+
+
+def _check_results(path: Path) -> None:
+    twin = path.with_name("results.json")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; --out names the Markdown file to write (results.json goes beside it)")
+    try:
+        data = json.loads(twin.read_text()) if twin.exists() else {}
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{twin} is not a readable JSON file ({e}); move it, or give another --out") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and "rows" in v for v in data.values()):
+        raise ValueError(f"{twin} is not the figures of `python -m kit bench` (one section per device); move it, "
+                         "or give another --out")
 
 
 def _write(path: Path, where: str, timings: dict[str, Timing], epochs: int, n: int, net, lr: float,

@@ -27,7 +27,18 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit.files import BatchLock, commit_report, discard, recover, replacing, report_folder, staging, write_text
+from kit.files import (
+    SMOKE,
+    BatchLock,
+    commit_report,
+    discard,
+    read_notebook,
+    recover,
+    replacing,
+    report_folder,
+    staging,
+    write_text,
+)
 from kit.worker import Outcome
 
 PACKAGE = Path(__file__).resolve().parent
@@ -79,9 +90,7 @@ def declared_parameters(notebook: Path) -> list[str] | None:
     """The names the notebook's `parameters` cell assigns (None where it has no such cell)."""
     import ast
 
-    import nbformat
-
-    for cell in nbformat.read(notebook, as_version=4).cells:
+    for cell in read_notebook(notebook).cells:
         if "parameters" in cell.metadata.get("tags", []):
             try:
                 tree = ast.parse(cell.source)
@@ -92,11 +101,12 @@ def declared_parameters(notebook: Path) -> list[str] | None:
     return None
 
 
-def out_folder(notebook: Path, sub: Path, out: str | Path | None) -> Path:
+def out_folder(notebook: Path, sub: Path, out: str | Path | None, quick: bool = False) -> Path:
     """Where `notebook` (found in sub-folder `sub` of a named folder) reports: see run()."""
     if out is not None:
         return Path(out) / sub
-    return report_folder(notebook) or Path("reports") / sub
+    home = report_folder(notebook, SMOKE if quick else "reports")
+    return home or Path(SMOKE if quick else "reports") / sub
 
 
 def refresh_text(notebook: Path, out: Path) -> Path:
@@ -112,8 +122,8 @@ def refresh_text(notebook: Path, out: Path) -> Path:
     executed_path = out / notebook.name
     if not executed_path.exists():
         raise FileNotFoundError(f"{executed_path}: no report to refresh; run `python -m kit run {notebook}` first")
-    source = nbformat.read(notebook, as_version=4)
-    executed = nbformat.read(executed_path, as_version=4)
+    source = read_notebook(notebook)
+    executed = read_notebook(executed_path)
     ran = ran_cells(executed)
     if [(c.cell_type, c.source if c.cell_type == "code" else "") for c in ran] != \
             [(c.cell_type, c.source if c.cell_type == "code" else "") for c in source.cells]:
@@ -301,7 +311,7 @@ def _death(job: _Job) -> str:
     return f"the worker {how}" + ("; it said:\n    " + "\n    ".join(tail) if tail else "")
 
 
-def _finish(job: _Job, timed_out: bool, kind: str, home: Path | None = None) -> Outcome:
+def _finish(job: _Job, timed_out: bool, kind: str, home: Path | None = None, quick: bool = False) -> Outcome:
     seconds = time.perf_counter() - job.started
     stage = staging(job.folder, job.notebook.stem)
     result = stage / ".outcome.json"
@@ -319,7 +329,8 @@ def _finish(job: _Job, timed_out: bool, kind: str, home: Path | None = None) -> 
     stem, folder = job.notebook.stem, job.folder
     if outcome.status == "ok":  # stage the run record too, then swap the whole report in
         # the times of earlier runs on other kinds of device stay, from the usual report if this folder is new
-        outcome.timings = {**recorded_timings(folder, home, stem), kind: round(outcome.seconds, 1)}
+        # a smoke run's time says nothing of a full run's (the plan and the timeouts read these)
+        outcome.timings = {**recorded_timings(folder, home, stem), **({} if quick else {kind: round(outcome.seconds, 1)})}
         for hidden in (result, job.log):
             hidden.unlink(missing_ok=True)
         write_text(stage / f"{stem}.run.json", json.dumps(asdict(outcome), indent=1))
@@ -348,14 +359,16 @@ def _check_parameters(notebooks: list[Path], params: dict, injected: set) -> dic
     for nb in notebooks:
         declared = declared_parameters(nb)
         if declared is None:
-            out[nb] = params  # no parameters cell: papermill will say so
+            if given := [name for name in params if name not in injected]:
+                unknown[nb] = (given, "it has no cell tagged `parameters`")
+            out[nb] = params  # papermill injects at the top and warns
             continue
         missing = [name for name in params if name not in declared and name not in injected]
         if missing:
-            unknown[nb] = (missing, declared)
+            unknown[nb] = (missing, f"it declares: {', '.join(declared)}")
         out[nb] = {k: v for k, v in params.items() if k in declared}
     if unknown:
-        lines = [f"  {nb}: no parameter {', '.join(repr(m) for m in missing)} (it declares: {', '.join(declared)})"
+        lines = [f"  {nb}: no parameter {', '.join(repr(m) for m in missing)} ({declared})"
                  for nb, (missing, declared) in unknown.items()]
         raise ValueError("-p names a parameter that a notebook does not declare in its `parameters` cell:\n"
                          + "\n".join(lines))
@@ -369,7 +382,8 @@ def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False,
     0 if all succeeded, else 1 (130 when interrupted).
 
     Without `out`, a notebook under notebooks/ reports into the same sub-folders of
-    reports/ beside it (where `python -m kit check` looks), any other into ./reports.
+    reports/ beside it (where `python -m kit check` looks), any other into ./reports;
+    a smoke run (`quick`) into reports-smoke/ instead, so that it never replaces a full run's report.
     """
     from kit.report import write_report
 
@@ -379,11 +393,14 @@ def run(paths: list[str], out: str | Path | None = None, *, quick: bool = False,
             raise ValueError(f"{name} must be a whole number of at least {least}, got {value!r}")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the kernels inherit it: no progress bars in reports
     found = find_notebooks(paths)
-    notebooks = [(nb, out_folder(nb, sub, out)) for nb, sub in found]
+    notebooks = [(nb, out_folder(nb, sub, out, quick)) for nb, sub in found]
     homes = {nb: out_folder(nb, sub, None) for nb, sub in found}
-    for _, folder in notebooks:
+    for nb, folder in notebooks:
         if folder.exists() and not folder.is_dir():
             raise ValueError(f"{folder} is a file; --out must name a folder")
+        if folder.resolve() == nb.resolve().parent:
+            raise ValueError(f"--out {out} puts the report of {nb} in the notebook's own folder, where it would "
+                             "replace the notebook; choose another folder")
     device_type, kind = device_kind(device)
     base = {"quick": quick, "device": device, **(parameters or {})}
     per_notebook = _check_parameters([nb for nb, _ in notebooks], base, injected={"quick", "device"})
@@ -450,7 +467,7 @@ def _batch(notebooks, per_notebook, homes, *, quick, device, kind, timeout, star
                 if job.process.poll() is None and not late:
                     continue
                 running.remove(job)
-                outcome = _finish(job, late, kind, homes.get(job.notebook))
+                outcome = _finish(job, late, kind, homes.get(job.notebook), quick)
                 outcomes.append(outcome)
                 _report_line(outcome)
                 if outcome.status == "failed" and fail_fast:
@@ -460,7 +477,7 @@ def _batch(notebooks, per_notebook, homes, *, quick, device, kind, timeout, star
             _stop(job)
             discard(job.folder, job.notebook.stem)
         done = [o.notebook for o in outcomes if o.status == "ok"]
-        print(f"\ninterrupted ({e or 'Ctrl-C'}): the runs in progress were stopped and the reports they would "
+        print(f"\ninterrupted ({str(e) or 'Ctrl-C'}): the runs in progress were stopped and the reports they would "
               "have replaced are kept as they were.", file=sys.stderr)
         print(f"  finished: {', '.join(done) or 'none'}", file=sys.stderr)
         print(f"  stopped: {', '.join(j.notebook.name for j in running) or 'none'}", file=sys.stderr)

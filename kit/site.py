@@ -123,6 +123,13 @@ def build(out: str | Path = "site", reports: Path | None = None, readme: Path | 
         raise SiteError(f"{reports} has no results table (README.md): run the notebooks first (python -m kit run)")
     out = Path(out).resolve()
     _writable_site(out)
+    stage = out.with_name(f".{out.name}.staging")  # built here, then swapped in whole: a killed build leaves no half site
+    try:
+        if stage.exists():
+            shutil.rmtree(stage)  # a build killed earlier
+        stage.mkdir(parents=True)
+    except OSError as e:
+        raise SiteError(f"cannot write the site beside {out}: {e.strerror or e}; choose another --out") from None
     notebooks = _pages(reports)
     tables = {p.parent.relative_to(reports): p for p in sorted(reports.rglob("README.md"))
               if not any(part.startswith(".") for part in p.relative_to(reports).parts)}
@@ -152,11 +159,18 @@ def build(out: str | Path = "site", reports: Path | None = None, readme: Path | 
         (docs / "index.md").write_text(_home(readme.read_text(), table, notebooks, reports))
         (Path(tmp) / "mkdocs.yml").write_text(_config(notebooks, reports, tables))
         done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-                               str(Path(tmp) / "mkdocs.yml"), "-d", str(out)], capture_output=True, text=True,
+                               str(Path(tmp) / "mkdocs.yml"), "-d", str(stage)], capture_output=True, text=True,
                               cwd=tmp)  # mkdocs-jupyter keeps a cache under the working folder: not the user's
         if done.returncode != 0:
+            shutil.rmtree(stage, ignore_errors=True)
             raise SiteError("mkdocs could not build the site:\n" + (done.stderr or done.stdout).strip()[-3000:])
-    (out / MARK).write_text("built by python -m kit site; kit site may replace this folder's contents\n")
+    (stage / MARK).write_text("built by python -m kit site; kit site may replace this folder's contents\n")
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    stage.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     return out / "index.html"
 
 

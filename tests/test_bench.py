@@ -30,6 +30,34 @@ def test_bench_refuses_what_the_device_cannot_do(mnist_root):
         bench("cpu", paths=["warp"], results=None)
 
 
+@pytest.mark.parametrize("options, words", [
+    (dict(epochs=0), "epochs must be a whole number of at least 1"),
+    (dict(limit=-5), "limit must be a whole number of at least 1"),
+    (dict(limit=0), "limit must be a whole number of at least 1"),
+])
+def test_the_bench_refuses_bad_options_before_timing_anything(options, words, capsys):
+    with pytest.raises(ValueError, match=words):
+        bench("cpu", paths=["device"], results=None, **options)
+    assert "device" not in capsys.readouterr().out  # nothing was timed
+
+
+def test_the_bench_refuses_a_results_file_it_cannot_write_before_timing(tmp_path):
+    with pytest.raises(ValueError, match="is a folder"):
+        bench("cpu", paths=["device"], results=tmp_path)
+    (tmp_path / "results.json").write_text("[1, 2]")  # some other program's JSON
+    with pytest.raises(ValueError, match="not the figures of `python -m kit bench`"):
+        bench("cpu", paths=["device"], results=tmp_path / "RESULTS.md")
+
+
+def test_a_shorter_bench_is_not_recorded_in_the_full_length_results(monkeypatch, capsys):
+    import kit.__main__ as cli
+
+    seen = {}
+    monkeypatch.setattr("kit.bench.bench", lambda *a, **kw: seen.update(kw))
+    assert cli.main(["bench", "--device", "cpu", "--epochs", "1", "--limit", "256"]) == 0
+    assert seen["results"] is None and "not recorded" in capsys.readouterr().out
+
+
 def test_the_bench_trains_the_solutions_step_4_with_its_recipe():
     import re
 

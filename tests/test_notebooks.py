@@ -87,6 +87,15 @@ def test_assign_refuses_a_folder_that_is_not_a_solution(folder, message, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_assign_refuses_an_out_that_is_a_file_and_keeps_it(tmp_path):
+    from kit.assign import assign
+
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(ValueError, match="is a file; --out names the student's folder"):
+        assign(SOLUTION, tmp_path / "notes")
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
 def test_a_template_stubs_the_model_and_asks_for_the_texts():
     for step in ("step1", "step2", "step3", "step4"):
         nb = nbformat.read(TEMPLATE / f"{step}.ipynb", 4)

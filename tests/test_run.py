@@ -193,6 +193,41 @@ def test_nonsense_options_are_refused(folder, tmp_path, args, message):
     assert done.returncode == 1 and message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_smoke_run_reports_apart_and_leaves_the_full_runs_times_alone(tmp_path):
+    (tmp_path / "notebooks").mkdir()
+    notebook(tmp_path / "notebooks" / "a_good.ipynb", GOOD)
+    (tmp_path / "reports").mkdir()
+    full = {"timings": {"cpu": 300.0}}
+    (tmp_path / "reports" / "a_good.run.json").write_text(json.dumps(full))  # a full run's report, say
+    done = kit_run("notebooks/a_good.ipynb", "--quick", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["a_good.run.json"]  # untouched
+    smoke = json.loads((tmp_path / "reports-smoke" / "a_good.run.json").read_text())
+    assert smoke["timings"] == full["timings"]  # a smoke run's seconds would make the next full run's timeout
+
+
+def test_out_naming_the_notebooks_own_folder_is_refused(folder):
+    before = (folder / "a_good.ipynb").read_bytes()
+    done = kit_run(folder / "a_good.ipynb", "--out", folder)
+    assert done.returncode == 1 and "would replace the notebook" in done.stderr and "Traceback" not in done.stderr
+    assert (folder / "a_good.ipynb").read_bytes() == before
+
+
+def test_a_parameter_for_a_notebook_without_a_parameters_cell_is_refused(tmp_path):
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")]), tmp_path / "plain.ipynb")
+    done = kit_run(tmp_path / "plain.ipynb", "--out", tmp_path / "r", "-p", "epochs", "1")
+    assert done.returncode == 1 and "no cell tagged `parameters`" in done.stderr
+    assert not (tmp_path / "r" / "plain.ipynb").exists()
+
+
+@pytest.mark.parametrize("text", ["{bad", "[]", "{}"])
+def test_a_file_that_is_not_a_notebook_is_named(tmp_path, text):
+    (tmp_path / "broken.ipynb").write_text(text)
+    done = kit_run(tmp_path / "broken.ipynb", "--out", tmp_path / "r")
+    assert done.returncode == 1 and "broken.ipynb: not a readable notebook" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_out_naming_a_file_is_refused(folder, tmp_path):
     (tmp_path / "file").write_text("x")
     done = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "file")
@@ -255,7 +290,7 @@ def test_ctrl_c_stops_the_workers_keeps_the_reports_whole_and_says_what_finished
     batch.send_signal(signal.SIGINT)
     stdout, stderr = batch.communicate(timeout=60)
     assert batch.returncode == 130 and "Traceback" not in stderr
-    assert "stopped: a_good.ipynb" in stderr and "--changed-only" in stderr
+    assert "interrupted (Ctrl-C)" in stderr and "stopped: a_good.ipynb" in stderr and "--changed-only" in stderr
     assert (out / "a_good.ipynb").read_bytes() == before  # the report in place is the whole old one
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert not _alive(family), "a worker or kernel outlived the batch"

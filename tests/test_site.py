@@ -140,7 +140,15 @@ def test_an_earlier_site_may_be_rebuilt(tmp_path):
     site._writable_site(tmp_path)
 
 
+def test_a_folder_the_site_cannot_be_written_into_is_named(monkeypatch):
+    monkeypatch.setattr(site, "missing_tools", lambda: [])
+    with pytest.raises(site.SiteError, match="cannot write the site beside /proc/kit-site"):
+        site.build("/proc/kit-site")
+
+
 def test_the_build_writes_nothing_into_the_folder_it_is_run_from(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / ".out.staging" / "assets").mkdir(parents=True)  # what a build killed half way left
     site.build(tmp_path / "out")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .cache/ of mkdocs-jupyter's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no .cache/ of mkdocs-jupyter's, no half site
+    assert (tmp_path / "out" / site.MARK).exists() and (tmp_path / "out" / "index.html").exists()
