@@ -24,9 +24,9 @@ claims/*               the Result's claims (parameters, best accuracies and thei
                        a smoke run's record confirms nothing (claims/unverified)
 evidence/*             the record agrees with the executed notebook: its printed epoch lines (no printed run left
                        out), the line kit.setup printed, and the parameters papermill injected (kit.evidence)
-report/*               a source notebook's report is a readable notebook, ran exactly its code, shows its Markdown, was made by the
-                       kit's current numbers (kit.record.NUMBERS), and names its notebook without a path of the
-                       machine that ran it (report/local-path)
+report/*               a source notebook's report is a readable notebook, ran exactly its code, shows its Markdown,
+                       was made by the kit's current numbers (kit.record.NUMBERS), and names its notebook without a
+                       path of the machine that ran it (report/local-path)
 record/unreadable      the record is not a record of this kit's schema
 sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
                        no accuracy off the grid of the test set's size

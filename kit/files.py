@@ -146,12 +146,31 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _holder(lock: Path) -> dict | None:
+    """The live run, other than this process, that holds a lock file; None where there is none."""
+    try:
+        holder = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return None
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    return holder if isinstance(pid, int) and pid != os.getpid() and _alive(pid) else None
+
+
+def _locked(lock: Path, holder: dict) -> BatchLockedError:
+    pid = holder["pid"]
+    return BatchLockedError(f"another `kit run` (process {pid}, started {holder.get('started', '?')}) is writing into "
+                            f"{lock.parent}; wait for it to end, or stop it (kill {pid}), then run again")
+
+
 class BatchLock:
-    """`with BatchLock(folder):` one `kit run` at a time writes into a folder; a second one stops at once
-    and says which run holds it. A lock left by a run that no longer exists is taken over."""
+    """`with BatchLock(folder):` one `kit run` at a time writes into a folder, its sub-folders included; a second
+    one into it, into a folder inside it or into one that holds it stops at once and says which run holds it.
+    A lock left by a run that no longer exists is taken over."""
+
+    NAME = ".kit-run.lock"
 
     def __init__(self, folder: Path):
-        self.path = Path(folder) / ".kit-run.lock"
+        self.path = Path(folder) / self.NAME
 
     def __enter__(self) -> BatchLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,19 +178,19 @@ class BatchLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                try:
-                    holder = json.loads(self.path.read_text())
-                except (OSError, ValueError):
-                    holder = {}
-                pid = holder.get("pid")
-                if isinstance(pid, int) and _alive(pid):
-                    raise BatchLockedError(
-                        f"another `kit run` (process {pid}, started {holder.get('started', '?')}) is writing into "
-                        f"{self.path.parent}; wait for it to end, or stop it (kill {pid}), then run again") from None
+                if holder := _holder(self.path):
+                    raise _locked(self.path, holder) from None
                 self.path.unlink(missing_ok=True)  # its run is gone: take the folder over
                 continue
             with os.fdopen(fd, "w") as f:
                 json.dump({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
+            # a batch into a folder above this one, or inside it, writes where this one would
+            folder = self.path.parent.resolve()
+            nested = [*(a / self.NAME for a in folder.parents), *folder.glob(f"*/**/{self.NAME}")]
+            for other in nested:
+                if holder := _holder(other):
+                    self.path.unlink(missing_ok=True)
+                    raise _locked(other, holder)
             return self
         raise BatchLockedError(f"could not take {self.path}; remove it if no `kit run` is running")
 

@@ -265,6 +265,9 @@ def test_a_second_batch_into_the_same_folder_stops_and_says_who_holds_it(folder,
             time.sleep(0.1)
         second = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "r")
         assert second.returncode == 1 and f"process {first.pid}" in second.stderr and "Traceback" not in second.stderr
+        inside = kit_run(folder / "a_good.ipynb", "--out", tmp_path / "r" / "sub")  # a folder the first writes into
+        assert inside.returncode == 1 and f"process {first.pid}" in inside.stderr
+        assert not (tmp_path / "r" / "sub" / "a_good.ipynb").exists()
     finally:
         first.kill()
         first.wait()
