@@ -5,10 +5,10 @@ grade's own (on the GPU where there is one), then every rule and every claim
 of each Result is judged against that fresh run, not against the records the
 submission brought; the fresh record is itself held to the checker's rules
 (evidence, the declared budget, the model the `model` cells build, every
-Trainer fitted), since the student's code wrote it. The grade sheet has a row per rule and claim: held or not,
-what was claimed, what was measured. It is printed as Markdown and written as
-Markdown and CSV beside the fresh reports; the exit status is 1 where any row
-does not hold.
+Trainer fitted), since the student's code wrote it. The grade sheet has a row
+per rule and claim: held or not, what was claimed, what was measured. It is
+printed as Markdown and written as Markdown and CSV beside the fresh reports;
+the exit status is 1 where any row does not hold.
 
 A rerun repeats a run exactly only on the same kind of device with the same
 thread count, library versions and speed settings (precision, memory format,
@@ -24,9 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-
-from kit.files import write_text
+from kit.files import read_notebook, write_text
 
 TOLERANCE = 0.15  # accuracy points a rerun on another kind of device may differ by
 
@@ -120,7 +118,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             if fresh_path.exists() and fresh_path.stat().st_mtime < started:
                 raise RecordError(f"{fresh_path} is from an earlier run: this one did not finish")
             fresh = Record.load(fresh_path)
-            ran = nbformat.read(fresh_path.with_name(f"{path.stem}.ipynb"), as_version=4)
+            ran = read_notebook(fresh_path.with_name(f"{path.stem}.ipynb"))
         except (RecordError, OSError, ValueError) as e:
             rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
             continue
