@@ -29,7 +29,8 @@ report/*               a source notebook's report is a readable notebook, ran ex
                        path of the machine that ran it (report/local-path)
 record/unreadable      the record is not a record of this kit's schema
 sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
-                       no accuracy off the grid of the test set's size
+                       no accuracy off the grid of the test set's size; trained on a training loader, tested on a
+                       test loader, in a full run on the whole test split (sanity/data)
 assignment/*           a folder with assignment.json is judged by the instructor's rules that ship with the kit
                        (kit/assignments/NAME.json): exactly its number of steps (sub-folders count), an RF table
                        in each, and a last step whose every run meets a budget at least as strict
@@ -310,7 +311,8 @@ def check_report(path: Path, nb, report: Path, ran) -> list[Violation]:
 def epochs_used(run, record) -> int:
     """A run's epochs and those of every unreported Trainer fitted on its model or a part of it."""
     ids = set(run.settings.get("model_ids", []))
-    return run.epochs + sum(u.epochs for u in record.runs if not u.reported and u.settings.get("model_id") in ids)
+    fitted = run.epochs + sum(u.epochs for u in record.runs if not u.reported and u.settings.get("model_id") in ids)
+    return max(fitted, run.settings.get("model_epochs", 0))  # the epochs its modules were trained, however
 
 
 def check_budget(path: Path, nb, record, result: str, counted: int | None, model_error: str | None,
@@ -387,9 +389,21 @@ def _held_to(path: Path, record, budget, counted: int | None) -> list[Violation]
 
 
 def check_sanity(path: Path, record) -> list[Violation]:
+    from kit.data import TEST_IMAGES
+
     out = []
     for run in record.runs:
         label = f"{run.name}: " if run.name else ""
+        if any(made is False for made, _ in run.settings.get("trained_on", [])):
+            out.append(Violation(path, "sanity/data", f"{label}trained on a loader made for testing (the test set?)"))
+        if any(made is True for made, _ in run.settings.get("tested_on", [])):
+            out.append(Violation(path, "sanity/data", f"{label}tested on a loader made for training"))
+        full = TEST_IMAGES.get(run.data or "")
+        tested = {n for _, n in run.settings.get("tested_on", [])} or {run.test_images}
+        if not record.quick and full and tested != {full}:
+            out.append(Violation(path, "sanity/data", f"{label}tested on {', '.join(f'{n:,}' for n in sorted(tested))} "
+                                                      f"images; a full run tests on the whole {run.data} test split "
+                                                      f"({full:,})"))
         for e in run.history.epochs:
             losses = {k: getattr(e, k) for k in ("train_loss", "test_loss")}
             bad = {k: v for k, v in losses.items() if v is None or not math.isfinite(v)}

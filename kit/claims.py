@@ -105,6 +105,8 @@ class Facts:
             shown = _value(claimed) / scale
             return any(round(v / scale, d) == round(shown, d) for v in self.integers)
         value = _value(claimed)
+        if percent and value >= 100:  # 100% is a claim of its own, never 99.6% rounded
+            return value in self.values
         if d == 0 and not percent and "," not in claimed:  # a count, an epoch, or a whole number of seconds
             return int(value) in self.integers or any(round(v) == value for v in self.values)
         targets = [(value, d)]  # each reading at its own precision: 0.9970 is not 1.00
@@ -215,7 +217,7 @@ def table_claims(text: str) -> dict[str, list[Claim]]:
                 claims.append(Claim(kind, cell, (int(k.group(1)) if k else None, re.findall(r"\d+(?:\.\d+)?", cell))))
             elif kind == "budget" and (m := re.match(r"(met|missed)\b", cell, re.I)):
                 claims.append(Claim(kind, cell, m.group(1).lower()))
-        out[name] = claims
+        out.setdefault(name, []).extend(claims)  # a run in two tables: every row is judged
     return out
 
 
@@ -225,12 +227,12 @@ def _labels(line: str, name: str) -> bool:
 
 
 def _blocks(text: str, names: list[str]) -> dict[str, str]:
-    """For prose Results of several runs: the line naming each run and any lines indented below it."""
+    """For prose Results of several runs: every line naming each run, with any lines indented below it."""
     out: dict[str, str] = {}
     lines = text.splitlines()
     for i, line in enumerate(lines):
         for name in sorted(names, key=len, reverse=True):
-            if name and _labels(line, name) and name not in out:
+            if name and _labels(line, name):
                 block = [line]
                 indent = len(line) - len(line.lstrip())
                 for nxt in lines[i + 1:]:
@@ -238,7 +240,7 @@ def _blocks(text: str, names: list[str]) -> dict[str, str]:
                         block.append(nxt)
                     else:
                         break
-                out[name] = "\n".join(block)
+                out[name] = "\n".join([*([out[name]] if name in out else []), *block])
                 break
     return out
 

@@ -378,6 +378,7 @@ def splits(name: str, root: str | os.PathLike | None = None, *, quick: bool = Fa
     return train, test
 
 
+TEST_IMAGES = {"mnist": 10_000, "fashion-mnist": 10_000, "cifar10": 10_000, TINY_IMAGENET: 10_000}  # a full test split
 STAND_IN_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32), TINY_IMAGENET: (3, 64, 64)}
 
 

@@ -160,8 +160,10 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         except (RecordError, OSError):
             theirs = None
         tol = tolerance if tolerance is not None else (0.0 if _repeatable(theirs, fresh) else TOLERANCE)
+        why = ("the submission brought no record of its own run" if theirs is None else
+               "the submission's own run came from another device or setting")
         note = "exact: the same kind of device, threads, versions and speed settings" if tol == 0 else \
-            f"within {tol} accuracy points: the submission's own run came from another device or setting"
+            f"within {tol} accuracy points: {why}"
         text = _body(result_cell) if result_cell is not None else ""
         for name, claims in claims_by_run(text, fresh).items():
             if not claims:

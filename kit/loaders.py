@@ -95,6 +95,7 @@ class ClassicLoader:
             if library == "albumentations" and dataset.pipeline is not None:
                 dataset.pipeline.set_random_seed(seed + worker)
 
+        self.train = train  # made for training: the record says which loader a run trained and tested on
         self.loader = torch.utils.data.DataLoader(
             dataset, batch_size=batch_size, shuffle=train,
             num_workers=workers, persistent_workers=workers > 0,

@@ -218,6 +218,9 @@ class Run:
                                  ("settings", lambda v: isinstance(v, dict), "an object")):
             if key in d and not check(d[key]):
                 raise RecordError(f"{where}: {key} must be {what}, not {d[key]!r}")
+        for key, check, what in SETTINGS_TYPES:
+            if key in d.get("settings", {}) and not check(d["settings"][key]):
+                raise RecordError(f"{where}: settings.{key} must be {what}, not {d['settings'][key]!r}")
         try:
             budget = Budget.from_dict(d["budget"], f"{where}: budget") if d.get("budget") else None
         except (TypeError, ValueError) as e:
@@ -235,6 +238,23 @@ def _whole(v) -> bool:
 
 def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN and inf included: sanity/* names them
+
+
+SETTINGS_TYPES = (  # the settings the checker computes with
+    ("model_id", lambda v: _whole(v), "a whole number"),
+    ("model_ids", lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of whole numbers"),
+    ("model_epochs", lambda v: _whole(v), "a whole number"),
+    ("fit_order", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
+    ("layer_parameters", lambda v: isinstance(v, dict) and all(map(_whole, v.values())), "an object of counts"),
+    ("callbacks", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings"),
+    ("architecture", lambda v: isinstance(v, str), "a string"),
+    ("augment", lambda v: isinstance(v, str), "a string"),
+    ("printed_name", lambda v: isinstance(v, str), "a string"),
+    ("trained_on", lambda v: isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v),
+     "a list of [made for training, images] pairs"),
+    ("tested_on", lambda v: isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v),
+     "a list of [made for training, images] pairs"),
+)
 
 
 class RecordError(ValueError):
@@ -341,8 +361,14 @@ def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool
         # what the model is, for the figures an Analysis may give of it (channels, a layer's parameters)
         "architecture": repr(trainer.model),
         "layer_parameters": {n: sum(p.numel() for p in m.parameters()) for n, m in trainer.model.named_modules() if n},
+        # what training did whatever changed after it: the epochs its modules were trained for by any Trainer,
+        # and the loaders trained and tested on (made for training?, images)
+        "model_epochs": trainer.model_epochs(),
+        "trained_on": sorted(map(list, trainer.loaders_used["train"]), key=str),
+        "tested_on": sorted(map(list, trainer.loaders_used["test"]), key=str),
     }
-    return Run(name=name, parameters=count_parameters(trainer.model, trainable_only=False),
+    parameters = max(count_parameters(trainer.model, trainable_only=False), getattr(trainer, "parameters_trained", 0))
+    return Run(name=name, parameters=parameters,
                trainable_parameters=count_parameters(trainer.model), history=h, budget=budget,
                seed=getattr(train, "seed", None), data=getattr(train, "name", None), train_images=images(train),
                test_images=images(test), seconds=sum(h.column("seconds")), reported=reported, settings=settings)

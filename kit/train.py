@@ -20,6 +20,7 @@ import os
 import random
 import sys
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -96,6 +97,12 @@ def _progress(iterable, total: int, desc: str, enabled: bool | None):
     return tqdm(iterable, total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+def _loader_words(loader) -> tuple:
+    """(made for training: True/False/None where unknown, images) of a loader, for the record."""
+    images = len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))
+    return getattr(loader, "train", None), images
+
+
 def _interactive() -> bool:
     """True in a live Jupyter kernel or at a terminal; False in logs and pipes."""
     try:
@@ -136,6 +143,9 @@ class Trainer:
     # the trainers fitted in this process, oldest first; held (not weakly) until kit.setup forgets them, so a
     # Trainer no variable keeps, a warm-up say, is still recorded and its epochs still count
     _fitted: list = []
+    # epochs each module has been trained for in this process, by any Trainer, in fit() or not: a run's budget
+    # counts them all (a warm-up, a history set back, an epoch trained by hand), and kit.setup forgets none
+    _module_epochs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @classmethod
     def fitted(cls) -> list[Trainer]:
@@ -168,6 +178,7 @@ class Trainer:
             raise ValueError(f"the learning rate must be positive, got lr={lr}")
         self.device = self._device(device, train_loader, test_loader)
         self.train_loader, self.test_loader = train_loader, test_loader
+        self.loaders_used: dict[str, set] = {"train": set(), "test": set()}  # (made for training?, images) of each
         self.epochs, self.lr, self.label_smoothing, self.name = epochs, lr, label_smoothing, name
         self.progress, self.verbose = progress, verbose
         self.amp_dtype = self._amp(amp)
@@ -383,6 +394,7 @@ class Trainer:
         self.model.train()
         self._sums.zero_()
         self._sums[1] = -1
+        self._note_what_trains()
         seen = 0
         batches = _progress(self.train_loader, len(self.train_loader), self._desc(epoch, "train"), self.progress)
         for step, (x, y) in enumerate(batches, 1):
@@ -397,7 +409,21 @@ class Trainer:
         if seen == 0:
             raise ValueError("the training loader yielded no batches")
         loss_sum, correct = self._look(epoch, batches, seen)
+        for m in self.model.modules():
+            Trainer._module_epochs[m] = Trainer._module_epochs.get(m, 0) + 1
         return loss_sum / seen, 100 * correct / seen
+
+    def _note_what_trains(self) -> None:
+        """What the record must say however the model or the loaders change after: the most parameters trained
+        (the model's and the optimizer's), and the loaders trained on."""
+        tensors = {id(p): p for p in self.model.parameters()}
+        tensors.update({id(p): p for g in self.optimizer.param_groups for p in g["params"]})
+        self.parameters_trained = max(getattr(self, "parameters_trained", 0), sum(p.numel() for p in tensors.values()))
+        self.loaders_used["train"].add(_loader_words(self.train_loader))
+
+    def model_epochs(self) -> int:
+        """The most epochs any module of this model has been trained for, by any Trainer."""
+        return max((Trainer._module_epochs.get(m, 0) for m in self.model.modules()), default=0)
 
     @torch.no_grad()
     def test_epoch(self, epoch: int = 0, loader=None) -> tuple[float, float]:
@@ -405,6 +431,8 @@ class Trainer:
         model = self.eval_model
         model.eval()
         loader = loader or self.test_loader
+        if epoch:  # an epoch's test, not a look at other data
+            self.loaders_used["test"].add(_loader_words(loader))
         loss_sum = torch.zeros((), dtype=self._float, device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0

@@ -285,6 +285,9 @@ def test_the_record_counts_the_model_its_cells_build(tmp_path):
     (lambda r: r.update(history=[]), "non-empty list of epochs"),
     (lambda r: r["budget"].update(target_test_acc=150), "target in (0, 100]"),
     (lambda r: r["budget"].pop("max_epochs"), "budget must be an object"),
+    (lambda r: r["settings"].update(model_ids=None), "settings.model_ids must be a list"),
+    (lambda r: r["settings"].update(callbacks=5), "settings.callbacks must be a list of strings"),
+    (lambda r: r["settings"].update(architecture={}), "settings.architecture must be a string"),
 ])
 def test_a_record_of_the_wrong_types_is_named_and_the_rest_still_checked(tmp_path, change, words):
     bad, good = _edit(build(tmp_path / "bad"), change), build(tmp_path / "good")
@@ -347,6 +350,44 @@ def test_model_cells_run_in_another_process_in_an_empty_folder(tmp_path, monkeyp
 
 
 # --- sanity, for every run ---
+
+@pytest.mark.parametrize("settings, words", [
+    (dict(trained_on=[[False, 10_000]]), "trained on a loader made for testing"),
+    (dict(tested_on=[[True, 60_000]]), "tested on a loader made for training"),
+    (dict(tested_on=[[False, 300]]), "tested on 300 images; a full run tests on the whole mnist test split"),
+])
+def test_a_run_trained_or_tested_on_the_wrong_data_is_caught(tmp_path, settings, words):
+    rec = record()
+    rec.runs[0].settings.update(settings)
+    found = [v for v in check([build(tmp_path, rec)]) if v.rule == "sanity/data"]
+    assert found and words in found[0].message
+    honest = record()
+    honest.runs[0].settings.update(trained_on=[[True, 60_000]], tested_on=[[False, 10_000]])
+    assert check([build(tmp_path / "honest", honest)]) == []
+
+
+def test_epochs_its_model_trained_outside_the_history_count(tmp_path):
+    rec = record()
+    rec.runs[0].settings["model_epochs"] = 18  # a warm-up reported as a run of its own, a history set back ...
+    found = [v for v in check([build(tmp_path, rec)]) if v.rule == "budget/epochs"]
+    assert found and "18 epochs" in found[0].message
+
+
+def test_every_table_row_and_line_about_a_run_is_judged(tmp_path):
+    rec = record(run("seed 1"), run("seed 2", test=[98.5 + 0.05 * e for e in range(1, 16)]))
+    true = markdown(rec)
+    false_line = "\n- seed 2: best test accuracy 99.95% (epoch 15)"
+    assert "claims/best-test" in rules(build(tmp_path / "prose", rec, result=true + false_line))
+    table = next(line for line in true.splitlines() if line.startswith("| seed 2"))
+    header = [line for line in true.splitlines() if line.startswith("|")][:2]
+    forged = "\n".join([*header, table.replace("99.25", "99.95", 1)]) + "\n\n" + true
+    assert "99.25" in table and "claims/best-test" in rules(build(tmp_path / "table", rec, result=forged))
+
+
+def test_100_percent_is_never_a_rounding(tmp_path):
+    p = build(tmp_path, analysis="## Analysis\n- Train accuracy reaches 100% by the end.")  # 99.30% recorded
+    assert "claims/analysis" in rules(p)
+
 
 def test_nan_loss_and_accuracy_beside_it(tmp_path):
     rec = record(run("seed 1"), run("seed 2"))

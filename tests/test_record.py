@@ -105,6 +105,26 @@ def test_the_record_counts_the_model_the_trainer_trained():
     assert result(main, budget=None).runs[0].parameters == sum(p.numel() for p in main.model.parameters())
 
 
+def test_the_record_says_what_training_did_whatever_changed_after():
+    from kit.check import epochs_used
+
+    model = nn.Sequential(kit.ConvBlock(1, 4), kit.ConvBlock(4, 4), kit.GapHead(4, 4))
+    d = make_imageset(n=64)
+    train, test = kit.make_loaders((d, d), batch_size=16, device="cpu", seed=3)
+    t = Trainer(model, train, test, epochs=2, lr=0.05, verbose=False)
+    for e in (1, 2, 3):
+        t.train_epoch(e)  # epochs trained by hand, outside fit()
+    t.fit()
+    trained = sum(p.numel() for p in model.parameters())
+    model[1] = nn.Identity()  # the model shrunk after training
+    t.train_loader = test  # and its loader swapped back and forth
+    run = result(t, budget=None).runs[0]
+    assert run.epochs == 2 and run.settings["model_epochs"] == 5
+    assert epochs_used(run, Record([run], quick=False)) == 5
+    assert run.parameters == trained
+    assert run.settings["trained_on"] == [[True, 64]] and run.settings["tested_on"] == [[False, 64]]
+
+
 def test_result_prints_the_canonical_form(capsys):
     Trainer.forget_fitted()
     record = result(fitted(epochs=3), budget=Budget(100, 5, 0.1, consistent_epochs=2))
