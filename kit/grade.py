@@ -63,8 +63,10 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
     """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
     from kit.check import (
         _body,
+        _others,
         _read,
         _sources,
+        _strict_enough,
         budget_rules,
         build_models,
         check_sanity,
@@ -75,7 +77,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         section,
         step_notebooks,
     )
-    from kit.claims import claims_by_run, judge_claims
+    from kit.claims import check_analysis, check_result, claims_by_run, judge_claims
     from kit.evidence import check_epoch_lines, check_parameters, check_setup
     from kit.record import Budget, Record, RecordError
     from kit.run import run
@@ -172,6 +174,15 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             for j in judge_claims(fresh.run(name), claims, f"{name}: " if name else "", tolerance=tol):
                 rows.append(Row(step, j.rule + (f" · {name}" if name else ""), j.held, j.claimed, j.measured,
                                 j.message or note))
+        if tol == 0:  # a rerun that repeats the run exactly: every other figure must be the fresh run's too
+            analysis = section(nb, "Analysis")
+            figures = [(r, m) for r, m in check_result(text, fresh) if r == "claims/untied"]
+            if analysis is not None:
+                figures += check_analysis(_body(analysis), fresh, _others(path))
+            rows += [Row(step, rule, False, note=message) for rule, message in figures]
+    if notebooks:  # the last step declares a budget at least as strict as the assignment's
+        last_step = notebooks[-1].relative_to(submission).as_posix()
+        rows += [Row(last_step, v.rule, False, note=v.message) for v in _strict_enough(notebooks[-1], wanted)]
     if status not in (0, 1):
         rows.append(Row("all", "grade/run", False, note=f"the re-run was interrupted (status {status})"))
     _write(out, rows, submission)

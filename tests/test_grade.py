@@ -1,4 +1,5 @@
 """`python -m kit grade`: a submission re-run and judged against the fresh run (smoke runs here, as CI can afford)."""
+import os
 import shutil
 import subprocess
 import sys
@@ -62,6 +63,38 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert done.returncode == 1 and "| step3.ipynb | grade/run | **no** |" in sheet
     assert "from an earlier run" in sheet
+
+
+def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp_path, mnist_root):
+    md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+    params = code("epochs = 2\nquick = False\ndevice = 'auto'")
+    params.metadata["tags"] = ["parameters"]
+    model = code("model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
+                 "nn.Linear(8, 10))")
+    model.metadata["tags"] = ["model"]
+    cells = [md("# A step"), md("## Target\n- Learn something."), params,
+             code("import kit\nfrom torch import nn\nbudget = kit.Budget(max_parameters=9999, max_epochs=15, "
+                  "target_test_acc=10.0, consistent_epochs=1)\nsetup = kit.setup(epochs=epochs, device=device, "
+                  "quick=quick)\ntrain_loader, test_loader = kit.make_loaders('mnist', device='cpu', limit=300)"),
+             model, code("print(kit.rf.receptive_field(model, (1, 28, 28)))"),
+             code("trainer = kit.Trainer(model, train_loader, test_loader, epochs=setup.epochs, lr=0.05)\n"
+                  "trainer.fit()\nsetup.result(trainer, budget);"),
+             md("## Result\n- Parameters: 170"), md("## Analysis\n- It reached 99.97% test accuracy.")]
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    shutil.copy(SOLUTION / "assignment.json", sub)
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), sub / "step1.ipynb")
+    full = {k: v for k, v in os.environ.items() if k != "KIT_QUICK"}  # full runs, not the suite's smoke runs
+    own = subprocess.run([sys.executable, "-m", "kit", "run", str(sub / "step1.ipynb"), "--device", "cpu", "--out",
+                          str(tmp_path / "own")], capture_output=True, text=True, timeout=600, env=full)
+    assert own.returncode == 0, own.stderr[-2000:]
+    shutil.copy(tmp_path / "own" / "step1.metrics.json", sub)  # the submission brings its own record
+    subprocess.run([sys.executable, "-m", "kit", "grade", str(sub), "--device", "cpu", "--out",
+                    str(tmp_path / "graded")], capture_output=True, text=True, timeout=600, env=full)
+    sheet = (tmp_path / "graded" / "grade.md").read_text()
+    assert "exact: the same kind of device" in sheet, sheet
+    assert "| step1.ipynb | claims/analysis | **no** |" in sheet and "99.97%" in sheet
+    assert "| step1.ipynb | assignment/budget | **no** |" in sheet  # its own budget is looser than the assignment's
 
 
 def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
