@@ -22,7 +22,9 @@ from kit.record import Record, Run, mean_spread, seed_groups
 
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 CODE_SPAN = re.compile(r"`[^`]*`")
-LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)\)")
+LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")  # [text](target) or [text](target "title")
+REFERENCE = re.compile(r"\[([^\]]*)\]\[([^\]]*)\]")  # [text][label], its target defined elsewhere: [label]: target
+DEFINITION = re.compile(r"^\s{0,3}\[([^\]]+)\]:\s*(\S+)", re.M)
 # A number as prose writes it: 99.49, 10,980, 99.49 %, 9k, 6.4M. A number joined to a word by - or / is part of a
 # name (CIFAR-10, step-4); one joined to a figure is a figure of its own (98.91%-99.95%, 98.91/99.95%).
 NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d][/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\.?\d)(\s*%|\s?[kKM]\b)?(?!\w)")
@@ -39,7 +41,8 @@ def rendered(text: str) -> str:
 def plain(text: str) -> str:
     """Prose as a reader sees its figures: link texts without targets, no code but figures in code spans, no
     Markdown escapes or emphasis inside a figure (99\\.95%, **99**.95%), '99 percent' and '99,95%' as 99% and 99.95%."""
-    text = LINK.sub(lambda m: f" {m.group(1)} ", text)
+    text = LINK.sub(lambda m: f" {m.group(1)} ", DEFINITION.sub(" ", text))
+    text = REFERENCE.sub(lambda m: f" {m.group(1)} ", text)
     text = CODE_SPAN.sub(" ", FIGURE_SPAN.sub(r" \1 ", text))
     text = re.sub(r"\\([^\w\s])", r"\1", text)
     text = re.sub(r"(?<=[\d.,])[*_]+(?=[\d.,%])", "", text)
@@ -160,10 +163,14 @@ def facts_of(record: Record) -> Facts:
 
 ACC = r"(\d+(?:\.\d+)?)\s*(%?)"
 EPOCH = r"(?:\s*\(?\s*(?:at\s+|in\s+)?epoch\s*(\d+)(?:\s*(?:of|/)\s*\d+)?\s*\)?)?"
+VERB = r"(?:(?:was|is|of|reached|reaches)\s+)?"  # "best test accuracy was 99.41%"
 CLAIMS = {
     "parameters": re.compile(r"\bparam(?:eter)?s?\b\W{0,3}(\d{1,3}(?:,\d{3})+|\d+)(?!\.\d)(\s*[kKmM]\b)?", re.I),
-    "best-train": re.compile(r"\bbest\s+train(?:ing)?\s+acc(?:uracy)?\b\W{0,3}" + ACC + EPOCH, re.I),
-    "best-test": re.compile(r"\bbest\s+test\s+acc(?:uracy)?\b\W{0,3}" + ACC + EPOCH, re.I),
+    # "the model has 1,418 parameters": the count written first (never a budget's "under 8,000 parameters")
+    "parameters-first": re.compile(r"\b(?:has|have|had|with|of)\s+(\d{1,3}(?:,\d{3})+|\d+)(?!\.\d)(\s*[kKmM]\b)?\s+"
+                                   r"(?:trainable\s+)?param(?:eter)?s\b", re.I),
+    "best-train": re.compile(r"\bbest\s+train(?:ing)?\s+acc(?:uracy)?\b\W{0,3}" + VERB + ACC + EPOCH, re.I),
+    "best-test": re.compile(r"\bbest\s+test\s+acc(?:uracy)?\b\W{0,3}" + VERB + ACC + EPOCH, re.I),
     "last": re.compile(r"\blast\s+(\d+)\s+test\s+accurac(?:y|ies)\b\W{0,3}((?:\d+(?:\.\d+)?%?(?:,\s*|\s+and\s+)?)+)", re.I),
 }
 HEADERS = {"parameters": "parameters", "best train": "best-train", "best test": "best-test", "last": "last",
@@ -182,8 +189,8 @@ def claims_in(text: str) -> list[Claim]:
     out = []
     for rule, rx in CLAIMS.items():
         for m in rx.finditer(text):
-            if rule == "parameters":
-                out.append(Claim(rule, m.group(0), (m.group(1), (m.group(2) or "").strip().lower())))
+            if rule.startswith("parameters"):
+                out.append(Claim("parameters", m.group(0), (m.group(1), (m.group(2) or "").strip().lower())))
             elif rule == "last":
                 out.append(Claim(rule, m.group(0), (int(m.group(1)), re.findall(r"\d+(?:\.\d+)?", m.group(2)))))
             else:
@@ -396,7 +403,8 @@ def paragraphs(text: str) -> list[str]:
     """Bullets and paragraphs: the unit within which a link to another report vouches for its figures."""
     parts, current = [], []
     for line in text.splitlines():
-        if re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not line.strip():
+        nested = re.match(r"\s{2,}(?:[-*]|\d+\.)\s", line) and current  # a sub-bullet belongs to its bullet
+        if not nested and re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not line.strip():
             if current:
                 parts.append("\n".join(current))
             current = [line] if line.strip() else []
@@ -407,9 +415,12 @@ def paragraphs(text: str) -> list[str]:
     return parts
 
 
-def linked_reports(paragraph: str) -> list[str]:
-    """The notebooks (whose records the checker finds) and records files a paragraph links to."""
-    return [target for _, target in LINK.findall(paragraph) if target.split("#")[0].endswith((".ipynb", ".json"))]
+def linked_reports(paragraph: str, definitions: dict[str, str] | None = None) -> list[str]:
+    """The notebooks (whose records the checker finds) and records files a paragraph links to, inline or by a
+    reference whose target `definitions` (label -> target) gives."""
+    targets = [target for _, target in LINK.findall(paragraph)]
+    targets += [(definitions or {}).get((label or text).lower(), "") for text, label in REFERENCE.findall(paragraph)]
+    return [t for t in targets if t.split("#")[0].endswith((".ipynb", ".json"))]
 
 
 def check_analysis(text: str, record: Record, others) -> list[tuple[str, str]]:
@@ -419,8 +430,9 @@ def check_analysis(text: str, record: Record, others) -> list[tuple[str, str]]:
     """
     facts = facts_of(record)
     out = []
-    for paragraph in paragraphs(rendered(text)):
-        extra = [f for f in (others(t) for t in linked_reports(paragraph)) if f is not None]
+    definitions = {label.lower(): target for label, target in DEFINITION.findall(rendered(text))}
+    for paragraph in paragraphs(DEFINITION.sub("", rendered(text))):
+        extra = [f for f in (others(t) for t in linked_reports(paragraph, definitions)) if f is not None]
         bad = [f"{n}{'%' if pct else ''}" for n, pct in figures(_without_names(paragraph, record))
                if not facts.ties(n, pct) and not any(f.ties(n, pct) for f in extra)]
         if bad:

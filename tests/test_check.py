@@ -176,6 +176,25 @@ def test_an_analysis_may_cite_a_linked_report(tmp_path):
     assert "claims/analysis" in rules(build(tmp_path, name="step.ipynb", analysis=unlinked))
 
 
+@pytest.mark.parametrize("analysis", [
+    "- Up from 96.70% in [the earlier step](earlier.ipynb \"step 3\") to 99.50% here.",  # a link with a title
+    "- Up from 96.70% in [the earlier step][earlier] to 99.50% here.\n\n[earlier]: earlier.ipynb",  # by reference
+    "- Up from [the earlier step](earlier.ipynb) to here:\n  - 96.70% there,\n  - 99.50% here.",  # sub-bullets
+])
+def test_an_analysis_may_cite_a_linked_report_as_markdown_allows(tmp_path, analysis):
+    build(tmp_path, record(run(test=[96.0 + 0.1 * e for e in range(1, 16)])), name="earlier.ipynb")
+    assert check([build(tmp_path, name="step.ipynb", analysis="## Analysis\n" + analysis)]) == []
+
+
+def test_a_result_in_other_honest_words_is_read(tmp_path):
+    words = markdown(record()).replace("- Parameters: 7,416", "- The model has 7,416 parameters.")
+    words = words.replace("Best test accuracy: 99.50%", "Best test accuracy was 99.50%")
+    assert "has 7,416 parameters" in words and "accuracy was 99.50%" in words
+    assert check([build(tmp_path, result=words)]) == []
+    false = words.replace("has 7,416 parameters", "has 6,416 parameters")
+    assert "claims/parameters" in rules(build(tmp_path / "false", result=false))
+
+
 @pytest.mark.parametrize("heading", ["**Result**", "## Results", "## Result (reference run)", "### Result:"])
 def test_honest_headings_are_read(tmp_path, heading):
     assert check([build(tmp_path, heading=heading)]) == []
