@@ -21,7 +21,8 @@ claims/*               the Result's claims (parameters, best accuracies and thei
                        accuracies, the budget's verdict as a fixed phrase) agree with the record; every other
                        number of the Result is one the record holds or derives (claims/untied); an Analysis states
                        only figures of this record or of a report its paragraph links to (claims/analysis);
-                       a smoke run's record confirms nothing (claims/unverified)
+                       a smoke run's record confirms nothing (claims/unverified); a run named for a seed was drawn
+                       with it (claims/seed)
 evidence/*             the record agrees with the executed notebook: its printed epoch lines (no printed run left
                        out), the line kit.setup printed, and the parameters papermill injected (kit.evidence)
 report/*               a source notebook's report is a readable notebook, ran exactly its code, shows its Markdown,
@@ -398,6 +399,10 @@ def check_sanity(path: Path, record) -> list[Violation]:
             out.append(Violation(path, "sanity/data", f"{label}trained on a loader made for testing (the test set?)"))
         if any(made is True for made, _ in run.settings.get("tested_on", [])):
             out.append(Violation(path, "sanity/data", f"{label}tested on a loader made for training"))
+        named = re.search(r"\bseed\s+(\d+)\b", run.name)
+        if named and run.seed is not None and int(named.group(1)) != run.seed:
+            out.append(Violation(path, "claims/seed", f"{label}the run is named for seed {named.group(1)}, but its "
+                                                      f"data were drawn with seed {run.seed}"))
         full = TEST_IMAGES.get(run.data or "")
         tested = {n for _, n in run.settings.get("tested_on", [])} or {run.test_images}
         if not record.quick and full and tested != {full}:

@@ -30,9 +30,11 @@ def history(test=None, epochs=15, train=None):
                     for e, a in enumerate(test, 1)])
 
 
-def run(name="", test=None, params=7416, budget=B, **kw):
+def run(name="", test=None, params=7416, budget=B, seed=None, **kw):
+    named = re.search(r"seed (\d+)", name)
+    seed = seed if seed is not None else int(named.group(1)) if named else 1
     return Run(name=name, parameters=params, trainable_parameters=params, history=history(test, **kw), budget=budget,
-               seed=1, data="mnist", train_images=60_000, test_images=10_000, seconds=30.0,
+               seed=seed, data="mnist", train_images=60_000, test_images=10_000, seconds=30.0,
                settings={"printed_name": name, "lr": 0.01, "callbacks": [], "augment": "None"})
 
 
@@ -383,6 +385,12 @@ def test_a_run_trained_or_tested_on_the_wrong_data_is_caught(tmp_path, settings,
     honest = record()
     honest.runs[0].settings.update(trained_on=[[True, 60_000]], tested_on=[[False, 10_000]])
     assert check([build(tmp_path / "honest", honest)]) == []
+
+
+def test_a_run_named_for_a_seed_was_drawn_with_it(tmp_path):
+    rec = record(run("seed 1"), run("seed 2", seed=1))  # both drawn with seed 1
+    found = [v for v in check([build(tmp_path, rec)]) if v.rule == "claims/seed"]
+    assert len(found) == 1 and "named for seed 2, but its data were drawn with seed 1" in found[0].message
 
 
 def test_epochs_its_model_trained_outside_the_history_count(tmp_path):
