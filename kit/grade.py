@@ -192,7 +192,8 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
 
 def _untimed(text: str) -> str:
     """Text without its durations ('15 epochs in 140 s'): a rerun repeats the numbers, never the seconds."""
-    return re.sub(r"\b\d[\d,.]*\s*(?:ms|s|sec|seconds?|min|minutes?|h|hours?)\b", " ", text)
+    return re.sub(r"\b\d[\d,.]*(?:\s*(?:to|-|\u2013)\s*\d[\d,.]*)?\s*(?:ms|s|sec|seconds?|min|minutes?|h|hours?)\b",
+                  " ", text)  # '140 s', '150 to 154 s', '2.5 min'
 
 
 def _said_missed(nb, record, name: str) -> bool:

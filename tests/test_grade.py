@@ -97,6 +97,14 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
     assert "| step1.ipynb | assignment/budget | **no** |" in sheet  # its own budget is looser than the assignment's
 
 
+def test_a_rerun_repeats_the_numbers_never_the_seconds():
+    from kit.grade import _untimed
+
+    text = "3 runs of 15 epochs, 150 to 154 s each; 12\u201314 min; one in 140 s; 99.41% over 3 seeds"
+    assert _untimed(text).split() == ["3", "runs", "of", "15", "epochs,", "each;", ";", "one", "in", ";", "99.41%",
+                                      "over", "3", "seeds"]
+
+
 def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     import copy
     import dataclasses
