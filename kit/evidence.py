@@ -20,18 +20,16 @@ PRINTED = {"train_loss": "{:.4f}", "train_acc": "{:.2f}", "test_loss": "{:.4f}",
            "seconds": "{:.1f}"}
 
 
+def printed_lines(nb) -> list[str]:
+    """Every line a notebook's code cells printed to stdout, in order, stripped."""
+    return [line.strip() for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
+            if o.get("output_type") == "stream" and o.get("name") == "stdout"
+            for line in "".join(o.get("text", "")).splitlines()]
+
+
 def printed_epochs(nb) -> list[dict]:
     """Every epoch line a notebook's code cells printed, in order."""
-    out = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        for o in cell.get("outputs", []):
-            if o.get("output_type") == "stream" and o.get("name") == "stdout":
-                for line in "".join(o.get("text", "")).splitlines():
-                    if m := LINE.match(line.strip()):
-                        out.append(m.groupdict())
-    return out
+    return [m.groupdict() for line in printed_lines(nb) if (m := LINE.match(line))]
 
 
 def _blocks(lines: list[dict]) -> dict[str, list[list[dict]]]:
@@ -89,9 +87,7 @@ SETUP = re.compile(r"^(?P<smoke>smoke run: )?\d+ epochs?\b.*?; seed -?\d+; (?P<e
 
 def check_setup(nb, record: Record) -> list[tuple[str, str]]:
     """The record against the line kit.setup printed: a smoke run is recorded as one, on the machine it named."""
-    lines = [m for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
-             if o.get("output_type") == "stream" and o.get("name") == "stdout"
-             for line in "".join(o.get("text", "")).splitlines() if (m := SETUP.match(line.strip()))]
+    lines = [m for line in printed_lines(nb) if (m := SETUP.match(line))]
     if not lines:
         return []  # a notebook that does not call kit.setup
     printed = lines[-1]

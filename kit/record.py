@@ -240,20 +240,22 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)  # NaN and inf included: sanity/* names them
 
 
+def _pairs(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v)
+
+
 SETTINGS_TYPES = (  # the settings the checker computes with
-    ("model_id", lambda v: _whole(v), "a whole number"),
+    ("model_id", _whole, "a whole number"),
     ("model_ids", lambda v: isinstance(v, list) and all(map(_whole, v)), "a list of whole numbers"),
-    ("model_epochs", lambda v: _whole(v), "a whole number"),
+    ("model_epochs", _whole, "a whole number"),
     ("fit_order", lambda v: isinstance(v, int) and not isinstance(v, bool), "a whole number"),
     ("layer_parameters", lambda v: isinstance(v, dict) and all(map(_whole, v.values())), "an object of counts"),
     ("callbacks", lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v), "a list of strings"),
     ("architecture", lambda v: isinstance(v, str), "a string"),
     ("augment", lambda v: isinstance(v, str), "a string"),
     ("printed_name", lambda v: isinstance(v, str), "a string"),
-    ("trained_on", lambda v: isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v),
-     "a list of [made for training, images] pairs"),
-    ("tested_on", lambda v: isinstance(v, list) and all(isinstance(x, list) and len(x) == 2 for x in v),
-     "a list of [made for training, images] pairs"),
+    ("trained_on", _pairs, "a list of [made for training, images] pairs"),
+    ("tested_on", _pairs, "a list of [made for training, images] pairs"),
 )
 
 
@@ -335,14 +337,12 @@ def _fit_order(trainer) -> int:
 def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool = True) -> Run:
     """A Run from a fitted Trainer."""
     from kit.models import count_parameters
+    from kit.train import loader_images
 
     h = trainer.history
     if not len(h):
         raise ValueError(f"run {name or 'the run'} has no epochs: call trainer.fit() first")
     train, test = trainer.train_loader, trainer.test_loader
-
-    def images(loader) -> int:
-        return len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))
 
     settings = {
         "optimizer": type(trainer.optimizer).__name__, "lr": trainer.lr,
@@ -367,11 +367,11 @@ def run_of(trainer, name: str = "", budget: Budget | None = None, reported: bool
         "trained_on": sorted(map(list, trainer.loaders_used["train"]), key=str),
         "tested_on": sorted(map(list, trainer.loaders_used["test"]), key=str),
     }
-    parameters = max(count_parameters(trainer.model, trainable_only=False), getattr(trainer, "parameters_trained", 0))
+    parameters = max(count_parameters(trainer.model, trainable_only=False), trainer.parameters_trained)
     return Run(name=name, parameters=parameters,
                trainable_parameters=count_parameters(trainer.model), history=h, budget=budget,
-               seed=getattr(train, "seed", None), data=getattr(train, "name", None), train_images=images(train),
-               test_images=images(test), seconds=sum(h.column("seconds")), reported=reported, settings=settings)
+               seed=getattr(train, "seed", None), data=getattr(train, "name", None), train_images=loader_images(train),
+               test_images=loader_images(test), seconds=sum(h.column("seconds")), reported=reported, settings=settings)
 
 
 def result(runs, *, budget: Budget | None, quick: bool = False, path: str | os.PathLike | None = None,

@@ -97,10 +97,14 @@ def _progress(iterable, total: int, desc: str, enabled: bool | None):
     return tqdm(iterable, total=total, desc=desc, leave=False, mininterval=0.5)
 
 
+def loader_images(loader) -> int:
+    """How many images a loader (the kit's device or classic one) goes through in an epoch."""
+    return len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))
+
+
 def _loader_words(loader) -> tuple:
     """(made for training: True/False/None where unknown, images) of a loader, for the record."""
-    images = len(getattr(loader, "labels", ())) or len(getattr(getattr(loader, "loader", None), "dataset", ()))
-    return getattr(loader, "train", None), images
+    return getattr(loader, "train", None), loader_images(loader)
 
 
 def _interactive() -> bool:
@@ -179,6 +183,7 @@ class Trainer:
         self.device = self._device(device, train_loader, test_loader)
         self.train_loader, self.test_loader = train_loader, test_loader
         self.loaders_used: dict[str, set] = {"train": set(), "test": set()}  # (made for training?, images) of each
+        self.parameters_trained = 0  # the most parameters (the model's and the optimizer's) an epoch trained
         self.epochs, self.lr, self.label_smoothing, self.name = epochs, lr, label_smoothing, name
         self.progress, self.verbose = progress, verbose
         self.amp_dtype = self._amp(amp)
@@ -418,7 +423,7 @@ class Trainer:
         (the model's and the optimizer's), and the loaders trained on."""
         tensors = {id(p): p for p in self.model.parameters()}
         tensors.update({id(p): p for g in self.optimizer.param_groups for p in g["params"]})
-        self.parameters_trained = max(getattr(self, "parameters_trained", 0), sum(p.numel() for p in tensors.values()))
+        self.parameters_trained = max(self.parameters_trained, sum(p.numel() for p in tensors.values()))
         self.loaders_used["train"].add(_loader_words(self.train_loader))
 
     def model_epochs(self) -> int:
