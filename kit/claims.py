@@ -423,20 +423,27 @@ def linked_reports(paragraph: str, definitions: dict[str, str] | None = None) ->
     return [t for t in targets if t.split("#")[0].endswith((".ipynb", ".json"))]
 
 
+def untied_figures(text: str, record: Record, others) -> list[tuple[str, list[str], list[str]]]:
+    """(first line, figures no fact holds, links to reports) for each paragraph of an Analysis, in order: a figure
+    is held by this notebook's record or by a report the paragraph links to (`others(target)`: its Facts, or
+    None)."""
+    facts = facts_of(record)
+    out = []
+    definitions = {label.lower(): target for label, target in DEFINITION.findall(rendered(text))}
+    for paragraph in paragraphs(DEFINITION.sub("", rendered(text))):
+        links = linked_reports(paragraph, definitions)
+        extra = [f for f in (others(t) for t in links) if f is not None]
+        bad = [f"{n}{'%' if pct else ''}" for n, pct in figures(_without_names(paragraph, record))
+               if not facts.ties(n, pct) and not any(f.ties(n, pct) for f in extra)]
+        out.append((paragraph.strip().splitlines()[0][:70] if paragraph.strip() else "", bad, links))
+    return out
+
+
 def check_analysis(text: str, record: Record, others) -> list[tuple[str, str]]:
     """Each figure of an Analysis must be this notebook's record's, or a linked notebook's.
 
     `others(target)` gives the Facts of the notebook a link points to, or None.
     """
-    facts = facts_of(record)
-    out = []
-    definitions = {label.lower(): target for label, target in DEFINITION.findall(rendered(text))}
-    for paragraph in paragraphs(DEFINITION.sub("", rendered(text))):
-        extra = [f for f in (others(t) for t in linked_reports(paragraph, definitions)) if f is not None]
-        bad = [f"{n}{'%' if pct else ''}" for n, pct in figures(_without_names(paragraph, record))
-               if not facts.ties(n, pct) and not any(f.ties(n, pct) for f in extra)]
-        if bad:
-            first = paragraph.strip().splitlines()[0][:70]
-            out.append(("claims/analysis", f"'{first}…' states {', '.join(bad)}: neither this run's record nor a "
-                                           "report the paragraph links to holds it"))
-    return out
+    return [("claims/analysis", f"'{first}…' states {', '.join(bad)}: neither this run's record nor a report the "
+                                "paragraph links to holds it")
+            for first, bad, _ in untied_figures(text, record, others) if bad]

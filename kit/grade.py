@@ -64,7 +64,6 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
     """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
     from kit.check import (
         _body,
-        _others,
         _read,
         _sources,
         _strict_enough,
@@ -78,7 +77,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         section,
         step_notebooks,
     )
-    from kit.claims import check_analysis, check_result, claims_by_run, judge_claims
+    from kit.claims import check_result, claims_by_run, judge_claims
     from kit.evidence import check_epoch_lines, check_parameters, check_setup
     from kit.record import Budget, Record, RecordError
     from kit.run import run
@@ -118,9 +117,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             rows.append(Row(step, "assignment/rf-table", has, note="" if has else "no kit.rf.receptive_field(...) cell"))
         fresh_path = out / path.relative_to(submission).parent / f"{path.stem}.metrics.json"
         try:
-            if fresh_path.exists() and fresh_path.stat().st_mtime < started:
-                raise RecordError(f"{fresh_path} is from an earlier run: this one did not finish")
-            fresh = Record.load(fresh_path)
+            fresh = _fresh_record(fresh_path, started)
             ran = read_notebook(fresh_path.with_name(f"{path.stem}.ipynb"))
         except (RecordError, OSError, ValueError) as e:
             rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
@@ -176,11 +173,13 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
                 rows.append(Row(step, j.rule + (f" · {name}" if name else ""), j.held, j.claimed, j.measured,
                                 j.message or note))
         if tol == 0:  # a rerun that repeats the run exactly: every other figure must be the fresh run's too
+            rows += [Row(step, rule, False, note=message) for rule, message in check_result(_untimed(text), fresh)
+                     if rule == "claims/untied"]
             analysis = section(nb, "Analysis")
-            figures = [(r, m) for r, m in check_result(_untimed(text), fresh) if r == "claims/untied"]
             if analysis is not None:
-                figures += check_analysis(_untimed(_body(analysis)), fresh, _others(path))
-            rows += [Row(step, rule, False, note=message) for rule, message in figures]
+                reruns = {p.resolve(): out / p.relative_to(submission).parent / f"{p.stem}.metrics.json"
+                          for p in notebooks}
+                rows += _analysis_rows(step, _untimed(_body(analysis)), fresh, path, reruns, started)
     if notebooks:  # the last step declares a budget at least as strict as the assignment's
         last_step = notebooks[-1].relative_to(submission).as_posix()
         rows += [Row(last_step, v.rule, False, note=v.message) for v in _strict_enough(notebooks[-1], wanted)]
@@ -188,6 +187,49 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         rows.append(Row("all", "grade/run", False, note=f"the re-run was interrupted (status {status})"))
     _write(out, rows, submission)
     return rows, out
+
+
+def _fresh_record(path: Path, started: float):
+    """The record a step's rerun wrote, never one an earlier grade left in the folder."""
+    from kit.record import Record, RecordError
+
+    if path.exists() and path.stat().st_mtime < started:
+        raise RecordError(f"{path} is from an earlier run: this one did not finish")
+    return Record.load(path)
+
+
+def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, started: float) -> list[Row]:
+    """Every figure of an Analysis must be the fresh run's, or a linked step's fresh run's (`reruns`: each step's
+    resolved path -> its fresh record): a step's own record, which the student could have edited, vouches for
+    nothing. A figure that only a file the grade did not rerun holds (a search's JSON, a notebook outside the
+    submission) is named in a row of its own, `claims/not-rerun`, for the TA to confirm by hand."""
+    from kit.check import _others
+    from kit.claims import facts_of, untied_figures
+    from kit.record import RecordError
+
+    def rerun(target: str):
+        record = reruns.get((path.parent / target.split("#")[0]).resolve())
+        try:
+            return facts_of(_fresh_record(record, started)) if record else None
+        except (RecordError, OSError):
+            return None
+
+    kept = _others(path)
+    is_step = lambda target: (path.parent / target.split("#")[0]).resolve() in reruns  # noqa: E731
+    anything = lambda target: rerun(target) if is_step(target) else kept(target)  # noqa: E731
+    rows = []
+    for (first, by_rerun, links), (_, by_any, _) in zip(untied_figures(text, fresh, rerun),
+                                                       untied_figures(text, fresh, anything)):
+        if by_any:
+            rows.append(Row(step, "claims/analysis", False, ", ".join(by_any),
+                            note=f"'{first}…': neither the fresh run nor a report the paragraph links to holds it"))
+        unconfirmed = [f for f in by_rerun if f not in by_any]
+        if unconfirmed:
+            files = ", ".join(t for t in links if not is_step(t))
+            rows.append(Row(step, "claims/not-rerun", True, ", ".join(unconfirmed),
+                            note=f"'{first}…': held only by {files}, which this grade did not rerun: confirm it "
+                                 "by hand"))
+    return rows
 
 
 def _untimed(text: str) -> str:
@@ -206,8 +248,11 @@ def _said_missed(nb, record, name: str) -> bool:
 
 def markdown(rows: list[Row], submission: Path) -> str:
     held = sum(r.held for r in rows)
+    unconfirmed = sum(r.rule == "claims/not-rerun" for r in rows)
     lines = [f"# Grade sheet: {submission.name}", "",
-             f"{held} of {len(rows)} rules and claims hold, judged against a fresh run of every step.", "",
+             f"{held} of {len(rows)} rules and claims hold, judged against a fresh run of every step."
+             + (f" Of these, {unconfirmed} (`claims/not-rerun`) hold only by files the grade did not rerun: "
+                "confirm them by hand." if unconfirmed else ""), "",
              "| step | rule | held | claimed | measured | note |", "|---|---|---|---|---|---|"]
     lines += [f"| {r.step} | {r.rule} | {'yes' if r.held else '**no**'} | {r.claimed} | {r.measured} | "
               f"{r.note.replace('|', '/')} |" for r in rows]

@@ -1,4 +1,6 @@
 """`python -m kit grade`: a submission re-run and judged against the fresh run (smoke runs here, as CI can afford)."""
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -79,7 +81,9 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
              model, code("print(kit.rf.receptive_field(model, (1, 28, 28)))"),
              code("trainer = kit.Trainer(model, train_loader, test_loader, epochs=setup.epochs, lr=0.05)\n"
                   "trainer.fit()\nsetup.result(trainer, budget);"),
-             md("## Result\n- Parameters: 170"), md("## Analysis\n- It reached 99.97% test accuracy.")]
+             md("## Result\n- Parameters: 170"),
+             md("## Analysis\n- It reached 99.97% test accuracy.\n- [This step's own record](step1.ipynb) says "
+                "99.96%.\n- A search ([its records](search.json)) found 4,321 parameters enough.")]
     sub = tmp_path / "sub"
     sub.mkdir()
     shutil.copy(SOLUTION / "assignment.json", sub)
@@ -88,12 +92,24 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
     own = subprocess.run([sys.executable, "-m", "kit", "run", str(sub / "step1.ipynb"), "--device", "cpu", "--out",
                           str(tmp_path / "own")], capture_output=True, text=True, timeout=600, env=full)
     assert own.returncode == 0, own.stderr[-2000:]
-    shutil.copy(tmp_path / "own" / "step1.metrics.json", sub)  # the submission brings its own record
+    # the submission brings its own record, edited, and a search's records that no grade reruns
+    record = json.loads((tmp_path / "own" / "step1.metrics.json").read_text())
+    record["runs"][0]["history"][0]["test_acc"] = 99.96
+    (sub / "step1.metrics.json").write_text(json.dumps(record))
+    (sub / "search.json").write_text(json.dumps({"best": {"parameters": 4321}}))
     subprocess.run([sys.executable, "-m", "kit", "grade", str(sub), "--device", "cpu", "--out",
                     str(tmp_path / "graded")], capture_output=True, text=True, timeout=600, env=full)
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert "exact: the same kind of device" in sheet, sheet
-    assert "| step1.ipynb | claims/analysis | **no** |" in sheet and "99.97%" in sheet
+    assert "| step1.ipynb | claims/analysis | **no** | 99.97% |" in sheet
+    # a linked step is judged by its fresh run, never by the record the submission brought
+    assert "| step1.ipynb | claims/analysis | **no** | 99.96% |" in sheet
+    # a figure only a file the grade did not rerun holds is named for the TA, not taken as confirmed
+    assert "| step1.ipynb | claims/not-rerun | yes | 4,321 |  | '- A search ([its records](search.json)) found" in sheet
+    assert "held only by search.json, which this grade did not rerun" in sheet
+    rows = list(csv.reader((tmp_path / "graded" / "grade.csv").read_text().splitlines()))
+    assert [r[1:4] for r in rows if r[3] == "4,321"] == [["claims/not-rerun", "yes", "4,321"]]
+    assert "Of these, 1 (`claims/not-rerun`) hold only by files the grade did not rerun" in sheet
     assert "| step1.ipynb | assignment/budget | **no** |" in sheet  # its own budget is looser than the assignment's
 
 
