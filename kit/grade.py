@@ -223,7 +223,7 @@ def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, starte
         if by_any:
             rows.append(Row(step, "claims/analysis", False, ", ".join(by_any),
                             note=f"'{first}…': neither the fresh run nor a report the paragraph links to holds it"))
-        unconfirmed = [f for f in by_rerun if f not in by_any]
+        unconfirmed = list(dict.fromkeys(f for f in by_rerun if f not in by_any))  # each figure once
         if unconfirmed:
             files = ", ".join(t for t in links if not is_step(t))
             rows.append(Row(step, "claims/not-rerun", True, ", ".join(unconfirmed),
