@@ -86,9 +86,10 @@ def _rf(args) -> int:
 def _bench(args) -> int:
     from pathlib import Path
 
-    from kit.bench import EPOCHS, RESULTS, bench
+    from kit.bench import EPOCHS, RESULTS, bench, check_lengths
 
     epochs, limit = (1, 2_000) if args.quick else (args.epochs, args.limit)
+    check_lengths(epochs, limit)  # before anything is said of recording them
     paths = [p.strip() for p in args.paths.split(",")] if args.paths else None
     results = None if (args.no_save or args.quick) else Path(args.out or RESULTS)
     if args.out is None and results is not None and (epochs != EPOCHS or limit):

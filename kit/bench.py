@@ -145,11 +145,16 @@ def describe(device: torch.device) -> str:
     return f"CPU: {device_name(device)}, {n} thread{'s' * (n != 1)}, {os.cpu_count()} cores"
 
 
-def bench(device: str = "auto", epochs: int = EPOCHS, paths: list[str] | None = None, seed: int = 0,
-          limit: int | None = None, root=None, results: Path | None = RESULTS) -> dict[str, Timing]:
+def check_lengths(epochs, limit) -> None:
+    """Epochs and the image limit are whole numbers of at least 1 (no limit: None)."""
     for name, value in (("epochs", epochs), ("limit", limit)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+
+
+def bench(device: str = "auto", epochs: int = EPOCHS, paths: list[str] | None = None, seed: int = 0,
+          limit: int | None = None, root=None, results: Path | None = RESULTS) -> dict[str, Timing]:
+    check_lengths(epochs, limit)
     if results is not None:
         _check_results(Path(results))  # before the timing, not after it
     device = pick_device(device)

@@ -56,6 +56,10 @@ def test_a_shorter_bench_is_not_recorded_in_the_full_length_results(monkeypatch,
     monkeypatch.setattr("kit.bench.bench", lambda *a, **kw: seen.update(kw))
     assert cli.main(["bench", "--device", "cpu", "--epochs", "1", "--limit", "256"]) == 0
     assert seen["results"] is None and "not recorded" in capsys.readouterr().out
+    # a bad count is refused first, with nothing said of recording what will never be measured
+    assert cli.main(["bench", "--device", "cpu", "--epochs", "0"]) == 1
+    said = capsys.readouterr()
+    assert "epochs must be a whole number" in said.err and "not recorded" not in said.out
 
 
 def test_the_bench_trains_the_solutions_step_4_with_its_recipe():
