@@ -370,7 +370,39 @@ def check_result(text: str, record: Record) -> list[tuple[str, str]]:
     if untied:
         out.append(("claims/untied", f"the Result states {', '.join(untied)}, which the record neither holds nor "
                                      "derives; state only what the run measured"))
-    return out
+    return out + check_where(text, record)
+
+
+# --- where a run ran: the Result's words for the device and threads must be the record's ----------
+
+KIND = re.compile(r"(?<!not )(?<!never )\b(?:on|with|using)\s+(?:a|an|the|one|its|this|that|\d+)?\s*(CPU|GPU)s?\b",
+                  re.IGNORECASE)
+MODEL = re.compile(r"\bNVIDIA\s+(?:GeForce\s+|Tesla\s+|RTX\s+)?(\w+)|\b(H100|H200|A100|A10G?|V100|P100|T4|L4|L40S?)\b|"
+                   r"\b(EPYC|Xeon|Ryzen|Apple\s+M\d)\b")
+THREADS = re.compile(r"\b(one|two|three|four|\d+)\s+(?:CPU\s+)?threads?\b", re.IGNORECASE)
+COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4}
+KINDS = {"cpu": "CPU", "cuda": "GPU", "mps": "GPU"}
+
+
+def check_where(text: str, record: Record) -> list[tuple[str, str]]:
+    """A Result that says where its run ran (on a CPU or a GPU, which model, how many threads) must say what the
+    record's environment says: words left from an earlier run on another machine are caught."""
+    env = record.environment
+    if env is None:
+        return []
+    prose = plain(rendered(text))
+    said = []
+    kind = KINDS.get(env.device, env.device.upper())
+    said += [m.group(0).strip() for m in KIND.finditer(prose) if m.group(1).upper() != kind]
+    said += [m.group(0) for m in MODEL.finditer(prose) if env.device != "mps"  # torch does not name an Apple chip
+             and next(g for g in m.groups() if g).lower() not in env.device_name.lower()]
+    said += [m.group(0) for m in THREADS.finditer(prose)
+             if COUNTS.get(m.group(1).lower(), None) != env.threads and m.group(1) != str(env.threads)]
+    if not said:
+        return []
+    return [("claims/where", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but the run "
+                             f"ran on {env.device_name} ({env.device}), {env.threads} CPU "
+                             f"thread{'s' * (env.threads != 1)}; say where this run ran")]
 
 
 def _without_names(text: str, record: Record) -> str:

@@ -174,7 +174,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
                                 j.message or note))
         if tol == 0:  # a rerun that repeats the run exactly: every other figure must be the fresh run's too
             rows += [Row(step, rule, False, note=message) for rule, message in check_result(_untimed(text), fresh)
-                     if rule == "claims/untied"]
+                     if rule in ("claims/untied", "claims/where")]
             analysis = section(nb, "Analysis")
             if analysis is not None:
                 reruns = {p.resolve(): out / p.relative_to(submission).parent / f"{p.stem}.metrics.json"

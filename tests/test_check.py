@@ -143,6 +143,32 @@ def test_a_number_the_record_cannot_back_is_flagged(tmp_path):
     assert any(v.rule == "claims/untied" and "97.13%" in v.message for v in check([p]))
 
 
+@pytest.mark.parametrize("where, words", [
+    ("on a GPU (NVIDIA H200)", ["'on a GPU'", "'NVIDIA H200'"]),  # a GPU run's words over a CPU run
+    ("on the CPU, two threads", ["'two threads'"]),
+    ("on an Intel Xeon, one thread", ["'Xeon'"]),
+])
+def test_a_result_must_say_where_its_run_ran(tmp_path, where, words):
+    rec = record()
+    rec.environment = replace(ENV, device_name="AMD EPYC 7B13", threads=1)
+    honest = build(tmp_path / "honest", rec, result=f"Reference run: 15 epochs on a CPU (AMD EPYC, one thread)."
+                                                    f"\n\n{markdown(rec)}")
+    assert check([honest]) == []
+    stale = build(tmp_path / "stale", rec, result=f"Reference run: 15 epochs {where}.\n\n{markdown(rec)}")
+    found = [v for v in check([stale]) if v.rule == "claims/where"]
+    assert len(found) == 1 and all(w in found[0].message for w in words), found
+    assert "ran on AMD EPYC 7B13 (cpu), 1 CPU thread" in found[0].message
+
+
+def test_a_gpu_runs_result_must_not_say_cpu(tmp_path):
+    rec = record()
+    rec.environment = replace(ENV, device="cuda", device_name="NVIDIA H100 80GB HBM3", threads=1)
+    ok = "Reference run: on one GPU (an H100), not on a CPU, one thread."
+    assert check([build(tmp_path / "a", rec, result=f"{ok}\n\n{markdown(rec)}")]) == []
+    found = check([build(tmp_path / "b", rec, result=f"Reference run: on the CPU (AMD EPYC).\n\n{markdown(rec)}")])
+    assert [v.rule for v in found] == ["claims/where"] and "'on the CPU', 'EPYC'" in found[0].message
+
+
 def test_an_html_comment_neither_claims_nor_hides(tmp_path):
     text = markdown(record()).replace("- Best test accuracy", "<!-- - Best test accuracy: 99.50% (epoch 15) -->\n"
                                                            "- Best test accuracy", 1)
