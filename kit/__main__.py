@@ -33,7 +33,8 @@ def _run(args) -> int:
 
     if args.text_only:
         for notebook, sub in find_notebooks(args.notebooks):
-            print(f"refreshed the text of {refresh_text(notebook, out_folder(notebook, sub, args.out))}")
+            report, said = refresh_text(notebook, out_folder(notebook, sub, args.out))
+            print(f"refreshed the text of {report}: {said}")
         return 0
     params = {name: _parameter(value) for name, value in args.parameter}
     return run(args.notebooks, args.out, quick=args.quick, device=args.device, timeout=args.timeout,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -501,3 +502,26 @@ def markdown(record: Record) -> str:
             out.append(f"- {r.name}: {r.epochs} epoch{'s' * (r.epochs != 1)}, {r.parameters:,} parameters "
                        "(fitted but not passed to result(); it counts toward the epochs)")
     return "\n".join(out)
+
+
+def _shape(line: str) -> str:
+    """What a line of a printed Result is, whatever its numbers and device: a table row by its run, a claim by its
+    label, any other line by its words."""
+    line = line.strip()
+    if line.startswith("|"):
+        return "|" + re.sub(r"\d+", "#", line.split("|")[1].strip())
+    if line.startswith("- ") and ":" in line:
+        return line.split(":", 1)[0]
+    return re.sub(r"\s+on\s+.*$", "", re.sub(r"\d[\d,.]*", "#", line))
+
+
+def replace_result(cell: str, block: str) -> str | None:
+    """The Result cell `cell` with the block a run printed (`markdown(record)`) in place of the one an earlier run
+    printed, found as the only run of lines of the same shape; None where there is no such run of lines."""
+    lines, new = cell.split("\n"), block.strip("\n").split("\n")
+    want = [_shape(line) for line in new]
+    at = [i for i in range(len(lines) - len(new) + 1) if [_shape(x) for x in lines[i:i + len(new)]] == want]
+    if len(at) != 1:
+        return None
+    return "\n".join(lines[:at[0]] + new + lines[at[0] + len(new):])
+

@@ -109,11 +109,14 @@ def out_folder(notebook: Path, sub: Path, out: str | Path | None, quick: bool = 
     return home or Path(SMOKE if quick else "reports") / sub
 
 
-def refresh_text(notebook: Path, out: Path) -> Path:
-    """Copy a notebook's Markdown into its executed copy in `out`, whose code must be the same.
+def refresh_text(notebook: Path, out: Path) -> tuple[Path, str]:
+    """Refresh the text of a notebook's report in `out`, whose code must be the notebook's: the Result cell shows
+    the block the run printed (`setup.result`), in place of the one an earlier run printed, and the notebook's
+    Markdown is copied into the report. Target, Result prose and Analysis stay the author's, written from the
+    run's numbers after a reference run; this puts them into the report without running it again.
 
-    Target, Result and Analysis are written after a reference run; this puts them
-    into the report without running it again (and refuses when the code differs).
+    Returns the report and a line on the Result: rewritten, already the run's, or left to the author (a smoke
+    run, no record, or no block of the printed shape to replace).
     """
     import nbformat
 
@@ -129,12 +132,39 @@ def refresh_text(notebook: Path, out: Path) -> Path:
             [(c.cell_type, c.source if c.cell_type == "code" else "") for c in source.cells]:
         raise ValueError(f"{executed_path} ran other code or other cells than {notebook}; "
                          f"run it again instead: python -m kit run {notebook}")
+    said = _refresh_result(notebook, source, out / f"{notebook.stem}.metrics.json")
     for old, new in zip(ran, source.cells):
         if old.cell_type == "markdown":
             old.source = new.source
     with replacing(executed_path) as tmp:
         nbformat.write(executed, tmp)
-    return executed_path
+    return executed_path, said
+
+
+def _refresh_result(notebook: Path, source, record_path: Path) -> str:
+    """Put the block the run printed into the notebook's Result cell (and the notebook's file); say what was done."""
+    import nbformat
+
+    from kit.check import section
+    from kit.record import Record, RecordError, markdown, replace_result
+
+    cell = section(source, "Result")
+    try:
+        record = Record.load(record_path)
+    except (RecordError, OSError) as e:
+        return f"the Result is left as it is: no readable record of the run ({e})"
+    if record.quick:
+        return "the Result is left as it is: the report is a smoke run, whose numbers are not results"
+    text = replace_result(cell.source, markdown(record)) if cell is not None else None
+    if text is None:
+        return ("the Result is left as it is: it holds no block of the shape `setup.result` printed; paste that "
+                "cell's output into it")
+    if text == cell.source:
+        return "the Result already shows the run's numbers"
+    cell.source = text
+    with replacing(notebook) as tmp:
+        nbformat.write(source, tmp)
+    return f"the Result now shows the numbers of the run in {record_path.parent}: write the rest of the Result and the Analysis from them"
 
 
 # --- the plan --------------------------------------------------------------------------------

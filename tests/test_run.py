@@ -366,6 +366,41 @@ def test_text_only_refreshes_the_markdown_of_a_report(tmp_path):
     assert refused.returncode == 1 and "run it again" in refused.stderr
 
 
+def test_text_only_puts_the_block_the_run_printed_into_the_result(tmp_path):
+    from kit.record import Record, markdown
+
+    nbs, out = tmp_path / "nbs", tmp_path / "reports"
+    nbs.mkdir()
+    notebook(nbs / "a.ipynb", GOOD.replace("97.0 + e if lr < 1 else 100.0", "90.0 + 2 * e * lr"))
+    nb = nbformat.read(nbs / "a.ipynb", 4)
+    nb.cells += [nbformat.v4.new_markdown_cell("## Result\nTo be written."),
+                 nbformat.v4.new_markdown_cell("## Analysis\nTo be written.")]
+    nbformat.write(nb, nbs / "a.ipynb")
+    full = {k: v for k, v in os.environ.items() if k != "KIT_QUICK"}
+    assert kit_run(nbs, "--out", out, "-p", "lr", "0.1", env=full).returncode == 0
+    first = markdown(Record.load(out / "a.metrics.json"))
+    assert "90.60%" in first
+    said = kit_run(nbs, "--text-only", "--out", out, env=full)
+    assert said.returncode == 0 and "it holds no block of the shape `setup.result` printed" in said.stdout
+    nb.cells[-2].source = f"## Result\nReference run: three epochs.\n\n{first}\n\nThe author's last words."
+    nbformat.write(nb, nbs / "a.ipynb")
+    said = kit_run(nbs, "--text-only", "--out", out, env=full)
+    assert "the Result already shows the run's numbers" in said.stdout
+
+    assert kit_run(nbs, "--out", out, "-p", "lr", "0.5", env=full).returncode == 0  # a rerun: other numbers
+    said = kit_run(nbs, "--text-only", "--out", out, env=full)
+    assert said.returncode == 0 and "the Result now shows the numbers of the run" in said.stdout
+    second = markdown(Record.load(out / "a.metrics.json"))
+    assert "93.00%" in second and second != first
+    result = nbformat.read(nbs / "a.ipynb", 4).cells[-2].source
+    assert result == f"## Result\nReference run: three epochs.\n\n{second}\n\nThe author's last words."
+    assert nbformat.read(out / "a.ipynb", 4).cells[-2].source == result  # and in the report
+
+    assert kit_run(nbs, "--quick", "--out", out).returncode == 0  # a smoke run's numbers are no Result
+    said = kit_run(nbs, "--text-only", "--out", out)
+    assert "the report is a smoke run" in said.stdout and nbformat.read(nbs / "a.ipynb", 4).cells[-2].source == result
+
+
 def test_figures_reach_the_report_whatever_the_shell_chose(tmp_path):
     notebook(tmp_path / "plot.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2]);\nplt.show()")
     done = kit_run(tmp_path / "plot.ipynb", "--out", tmp_path / "r", env={**os.environ, "MPLBACKEND": "Agg"})
