@@ -207,15 +207,20 @@ def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, starte
     from kit.claims import facts_of, untied_figures
     from kit.record import RecordError
 
+    def step_of(target: str) -> Path:
+        """The step notebook a link names: the notebook itself, or its record (`step2.metrics.json`)."""
+        linked = (path.parent / target.split("#")[0]).resolve()
+        return linked.with_name(linked.name.replace(".metrics.json", ".ipynb"))
+
     def rerun(target: str):
-        record = reruns.get((path.parent / target.split("#")[0]).resolve())
+        record = reruns.get(step_of(target))
         try:
             return facts_of(_fresh_record(record, started)) if record else None
         except (RecordError, OSError):
             return None
 
     kept = _others(path)
-    is_step = lambda target: (path.parent / target.split("#")[0]).resolve() in reruns  # noqa: E731
+    is_step = lambda target: step_of(target) in reruns  # noqa: E731
     anything = lambda target: rerun(target) if is_step(target) else kept(target)  # noqa: E731
     rows = []
     for (first, by_rerun, links), (_, by_any, _) in zip(untied_figures(text, fresh, rerun),

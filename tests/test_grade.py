@@ -83,7 +83,8 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
                   "trainer.fit()\nsetup.result(trainer, budget);"),
              md("## Result\n- Parameters: 170"),
              md("## Analysis\n- It reached 99.97% test accuracy.\n- [This step's own record](step1.ipynb) says "
-                "99.96%.\n- A search ([its records](search.json)) found 4,321 parameters enough.")]
+                "99.96%.\n- A search ([its records](search.json)) found 4,321 parameters enough.\n- [The step's record itself]"
+                "(step1.metrics.json) says 99.96% too.")]
     sub = tmp_path / "sub"
     sub.mkdir()
     shutil.copy(SOLUTION / "assignment.json", sub)
@@ -103,7 +104,8 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
     assert "exact: the same kind of device" in sheet, sheet
     assert "| step1.ipynb | claims/analysis | **no** | 99.97% |" in sheet
     # a linked step is judged by its fresh run, never by the record the submission brought
-    assert "| step1.ipynb | claims/analysis | **no** | 99.96% |" in sheet
+    assert "| step1.ipynb | claims/analysis | **no** | 99.96% | | '- [This step's own record]" in sheet.replace("|  |", "| |")
+    assert "| step1.ipynb | claims/analysis | **no** | 99.96% | | '- [The step's record itself]" in sheet.replace("|  |", "| |")
     # a figure only a file the grade did not rerun holds is named for the TA, not taken as confirmed
     assert "| step1.ipynb | claims/not-rerun | yes | 4,321 |  | '- A search ([its records](search.json)) found" in sheet
     assert "held only by search.json, which this grade did not rerun" in sheet
