@@ -441,7 +441,7 @@ def numbers_facts(data):
         elif isinstance(item, list):
             stack.extend(item)
         else:
-            f.add(item)
+            f.add(item, percent=True)  # a records file does not say which of its numbers are accuracies
     return f
 
 

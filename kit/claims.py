@@ -14,17 +14,25 @@ paragraph links to. Only rendered text counts: HTML comments are dropped first.
 """
 from __future__ import annotations
 
+import html
 import itertools
 import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass, field
 
 from kit.record import Record, Run, mean_spread, seed_groups
 
 COMMENT = re.compile(r"<!--.*?-->", re.S)
 CODE_SPAN = re.compile(r"`[^`]*`")
-LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")  # [text](target) or [text](target "title")
+# [text](target), [text](<target>), with or without a "title" or 'title'
+LINK = re.compile(r"\[([^\]]*)\]\(<?([^)\s>]*)>?(?:\s+(?:\"[^\"]*\"|'[^']*'))?\)")
 REFERENCE = re.compile(r"\[([^\]]*)\]\[([^\]]*)\]")  # [text][label], its target defined elsewhere: [label]: target
-DEFINITION = re.compile(r"^\s{0,3}\[([^\]]+)\]:\s*(\S+)", re.M)
+SHORTCUT = re.compile(r"(?<!\])\[([^\]]+)\](?![\[(:])")  # [label] alone, where [label]: target is defined
+DEFINITION = re.compile(r"^\s{0,3}\[([^\]]+)\]:\s*<?([^\s>]+)>?", re.M)
+HTML_LINK = re.compile(r"<a\s[^>]*?href\s*=\s*[\"']([^\"']*)[\"'][^>]*>(.*?)</a\s*>", re.I | re.S)
+BLOCK_TAG = re.compile(r"</?(?:br|p|div|li|ul|ol|tr|td|th|table|h\d|hr)\b[^>]*>", re.I)  # a tag that breaks the line
+TAG = re.compile(r"</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>")  # any other tag: it shows nothing itself
 # A number as prose writes it: 99.49, 10,980, 99.49 %, 9k, 6.4M. A number joined to a word by - or / is part of a
 # name (CIFAR-10, step-4); one joined to a figure is a figure of its own (98.91%-99.95%, 98.91/99.95%).
 NUMBER = re.compile(r"(?<![\w.,])(?<![^\W\d][/-])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\.?\d)(\s*%|\s?[kKM]\b)?(?!\w)")
@@ -34,8 +42,12 @@ VERDICT = re.compile(r"\bbudget\b\W{0,3}(?:is\s+)?(met|missed)\b", re.I)
 
 
 def rendered(text: str) -> str:
-    """What a reader sees: no HTML comments."""
-    return COMMENT.sub("", text)
+    """What a reader sees: no HTML comments, tags or invisible characters, entities as the characters they stand
+    for (`99<i></i>.96%` and `9&#57;.94%` show figures); an HTML link as a Markdown one."""
+    text = HTML_LINK.sub(lambda m: f"[{m.group(2)}]({m.group(1)})", COMMENT.sub("", text))
+    text = TAG.sub("", BLOCK_TAG.sub(" ", text))
+    text = "".join(c for c in html.unescape(text) if unicodedata.category(c) != "Cf")
+    return text
 
 
 def plain(text: str) -> str:
@@ -92,8 +104,9 @@ class Facts:
 
     values: set[float] = field(default_factory=set)
     integers: set[int] = field(default_factory=set)
+    percents: set[float] = field(default_factory=set)  # accuracies and what derives from them: what a % may tie to
 
-    def add(self, *values) -> None:
+    def add(self, *values, percent: bool = False) -> None:
         for v in values:
             if isinstance(v, bool) or v is None:
                 continue
@@ -101,6 +114,8 @@ class Facts:
                 self.integers.add(v)
             if isinstance(v, (int, float)):
                 self.values.add(float(v))
+                if percent:
+                    self.percents.add(float(v))
 
     def ties(self, claimed: str, percent: bool = False) -> bool:
         d = _decimals(claimed)
@@ -109,13 +124,14 @@ class Facts:
             return any(round(v / scale, d) == round(shown, d) for v in self.integers)
         value = _value(claimed)
         if percent and value >= 100:  # 100% is a claim of its own, never 99.6% rounded
-            return value in self.values
+            return value in self.percents
         if d == 0 and not percent and "," not in claimed:  # a count, an epoch, or a whole number of seconds
             return int(value) in self.integers or any(round(v) == value for v in self.values)
-        targets = [(value, d)]  # each reading at its own precision: 0.9970 is not 1.00
+        # each reading at its own precision (0.9970 is not 1.00); a % only of an accuracy (a loss of 2.30 is no 2.30%)
+        readings = [(value, d, self.percents if percent else self.values)]
         if not percent and 0.1 <= value < 1 and d >= 3:  # an accuracy written as a fraction: 0.9949 for 99.49%
-            targets.append((value * 100, d - 2))
-        return any(round(v, p) == round(t, p) for v in self.values for t, p in targets)
+            readings.append((value * 100, d - 2, self.percents))
+        return any(round(v, p) == round(t, p) for t, p, pool in readings for v in pool)
 
 
 def _numbers_in(text: str) -> list[float]:
@@ -129,19 +145,19 @@ def facts_of(record: Record) -> Facts:
     for r in runs:
         d = r.derived()
         f.add(r.parameters, r.trainable_parameters, r.epochs, r.seed, r.train_images, r.test_images, r.seconds,
-              d["best_train_acc"], d["best_test_acc"], d["best_train_epoch"], d["best_test_epoch"], len(d["last_test_acc"]))
+              d["best_train_epoch"], d["best_test_epoch"], len(d["last_test_acc"]))
+        f.add(d["best_train_acc"], d["best_test_acc"], percent=True)
         f.add(*range(1, r.epochs + 1))
         if r.budget:
             b = r.budget
-            f.add(b.max_parameters, b.max_epochs, b.target_test_acc, b.consistent_epochs)
-            f.add(*(abs(b.target_test_acc - e.test_acc) for e in r.history.epochs))
-            f.add(b.max_parameters - r.parameters)
+            f.add(b.max_parameters, b.max_epochs, b.consistent_epochs, b.max_parameters - r.parameters)
+            f.add(b.target_test_acc, *(abs(b.target_test_acc - e.test_acc) for e in r.history.epochs), percent=True)
         for e in r.history.epochs:
-            f.add(e.train_loss, e.train_acc, e.test_loss, e.test_acc, e.lr, e.seconds, e.train_acc - e.test_acc,
-                  e.test_acc - e.train_acc)
+            f.add(e.train_loss, e.test_loss, e.lr, e.seconds)
+            f.add(e.train_acc, e.test_acc, e.train_acc - e.test_acc, e.test_acc - e.train_acc, percent=True)
         accs = r.history.column("test_acc")
-        f.add(*(abs(a - b) for a, b in itertools.combinations(accs, 2)))
-        f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("train_acc"), 2)))
+        f.add(*(abs(a - b) for a, b in itertools.combinations(accs, 2)), percent=True)
+        f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("train_acc"), 2)), percent=True)
         f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("test_loss"), 2)))
         for key in ("lr", "momentum", "weight_decay", "label_smoothing", "batch_size"):
             f.add(r.settings.get(key))
@@ -149,13 +165,15 @@ def facts_of(record: Record) -> Facts:
             f.add(*_numbers_in(text))
         f.add(*r.settings.get("layer_parameters", {}).values())
     for a, b in itertools.combinations(runs, 2):  # one run against another: best against best, epoch by epoch
-        f.add(abs(a.derived()["best_test_acc"] - b.derived()["best_test_acc"]), abs(a.parameters - b.parameters))
-        f.add(*(abs(x.test_acc - y.test_acc) for x, y in zip(a.history.epochs, b.history.epochs)))
+        f.add(abs(a.parameters - b.parameters))
+        f.add(abs(a.derived()["best_test_acc"] - b.derived()["best_test_acc"]), percent=True)
+        f.add(*(abs(x.test_acc - y.test_acc) for x, y in zip(a.history.epochs, b.history.epochs)), percent=True)
         if b.parameters:
-            f.add(100 * a.parameters / b.parameters, 100 * b.parameters / a.parameters if a.parameters else None)
+            f.add(100 * a.parameters / b.parameters, 100 * b.parameters / a.parameters if a.parameters else None,
+                  percent=True)
     for rs in seed_groups(record.reported).values():
         for values in ([r.derived()["best_test_acc"] for r in rs], [r.history[-1].test_acc for r in rs]):
-            f.add(*mean_spread(values))
+            f.add(*mean_spread(values), percent=True)
     return f
 
 
@@ -449,10 +467,21 @@ def paragraphs(text: str) -> list[str]:
 
 def linked_reports(paragraph: str, definitions: dict[str, str] | None = None) -> list[str]:
     """The notebooks (whose records the checker finds) and records files a paragraph links to, inline or by a
-    reference whose target `definitions` (label -> target) gives."""
+    reference whose target `definitions` (label -> target) gives ([text][label], [label][] or [label])."""
+    definitions = definitions or {}
     targets = [target for _, target in LINK.findall(paragraph)]
-    targets += [(definitions or {}).get((label or text).lower(), "") for text, label in REFERENCE.findall(paragraph)]
+    targets += [definitions.get((label or text).lower(), "") for text, label in REFERENCE.findall(paragraph)]
+    targets += [definitions.get(label.lower(), "") for label in SHORTCUT.findall(LINK.sub(" ", paragraph))]
+    targets = [urllib.parse.unquote(t) for t in targets]  # step%202.ipynb is the file `step 2.ipynb`
     return [t for t in targets if t.split("#")[0].endswith((".ipynb", ".json"))]
+
+
+def definitions_of(text: str) -> dict[str, str]:
+    """Reference definitions ([label]: target), label -> target; the first of a label counts, as in Markdown."""
+    out: dict[str, str] = {}
+    for label, target in DEFINITION.findall(text):
+        out.setdefault(label.lower(), target)
+    return out
 
 
 def untied_figures(text: str, record: Record, others) -> list[tuple[str, list[str], list[str]]]:
@@ -461,7 +490,7 @@ def untied_figures(text: str, record: Record, others) -> list[tuple[str, list[st
     None)."""
     facts = facts_of(record)
     out = []
-    definitions = {label.lower(): target for label, target in DEFINITION.findall(rendered(text))}
+    definitions = definitions_of(rendered(text))
     for paragraph in paragraphs(DEFINITION.sub("", rendered(text))):
         links = linked_reports(paragraph, definitions)
         extra = [f for f in (others(t) for t in links) if f is not None]

@@ -208,10 +208,37 @@ def test_an_analysis_may_cite_a_linked_report(tmp_path):
     "- Up from 96.70% in [the earlier step](earlier.ipynb \"step 3\") to 99.50% here.",  # a link with a title
     "- Up from 96.70% in [the earlier step][earlier] to 99.50% here.\n\n[earlier]: earlier.ipynb",  # by reference
     "- Up from [the earlier step](earlier.ipynb) to here:\n  - 96.70% there,\n  - 99.50% here.",  # sub-bullets
+    "- Up from 96.70% in [the earlier step](<earlier.ipynb> 'step 3') to 99.50% here.",  # <target>, 'title'
+    "- Up from 96.70% in [earlier] to 99.50% here.\n\n[earlier]: earlier.ipynb",  # a shortcut reference
+    "- Up from 96.70% in [the earlier step](earl%69er.ipynb) to 99.50% here.",  # a URL-encoded target
+    "- Up from 96.70% in <a href=\"earlier.ipynb\">the earlier step</a> to 99.50% here.",  # an HTML link
 ])
 def test_an_analysis_may_cite_a_linked_report_as_markdown_allows(tmp_path, analysis):
     build(tmp_path, record(run(test=[96.0 + 0.1 * e for e in range(1, 16)])), name="earlier.ipynb")
     assert check([build(tmp_path, name="step.ipynb", analysis="## Analysis\n" + analysis)]) == []
+
+
+@pytest.mark.parametrize("hidden", ["99<i></i>.97%", "99\u200b.97%", "9&#57;.97%", "99&period;97%"])
+def test_a_figure_hidden_from_the_reader_s_eye_in_markup_is_still_read(tmp_path, hidden):
+    assert "claims/analysis" in rules(build(tmp_path, analysis=f"## Analysis\n- It reached {hidden} at best."))
+
+
+def test_a_duplicate_reference_label_links_where_markdown_does(tmp_path):
+    build(tmp_path, record(run(test=[96.0 + 0.1 * e for e in range(1, 16)])), name="earlier.ipynb")
+    build(tmp_path, name="other.ipynb")
+    first = "## Analysis\n- Up from 96.70% in [earlier] to 99.50%.\n\n[earlier]: other.ipynb\n[earlier]: earlier.ipynb"
+    assert "claims/analysis" in rules(build(tmp_path, name="step.ipynb", analysis=first))  # the first one counts
+
+
+def test_a_percentage_ties_only_to_an_accuracy_or_what_derives_from_one(tmp_path):
+    honest = run()
+    honest.settings["architecture"] = "Sequential(Hardtanh(min_val=-99.97, max_val=99.97), CompactNet())"
+    loss = f"{honest.history[6].test_loss:.3f}"  # epoch 7's test loss, 0.029
+    for claim in ("99.97%", f"{loss}%"):  # a number of the layers, a loss: neither is a percentage
+        found = rules(build(tmp_path / claim, record(honest), analysis=f"## Analysis\n- It reached {claim}."))
+        assert "claims/analysis" in found, claim
+    ok = f"## Analysis\n- Test loss {loss} in epoch 7; 98.70% then, 99.50% at the end."  # each as what it is
+    assert check([build(tmp_path / "ok", record(honest), analysis=ok)]) == []
 
 
 def test_a_result_in_other_honest_words_is_read(tmp_path):
