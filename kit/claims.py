@@ -392,14 +392,21 @@ def check_result(text: str, record: Record) -> list[tuple[str, str]]:
 
 
 # --- where a run ran: the Result's words for the device and threads must be the record's ----------
+# Only plain statements about this run count: a sentence that compares, supposes or denies ('slower than on a
+# GPU', 'an H100 would take seconds', 'not on a GPU') and a link's text (another run's) say nothing of it.
 
-KIND = re.compile(r"(?<!not )(?<!never )\b(?:on|with|using)\s+(?:a|an|the|one|its|this|that|\d+)?\s*(CPU|GPU)s?\b",
-                  re.IGNORECASE)
-MODEL = re.compile(r"\bNVIDIA\s+(?:GeForce\s+|Tesla\s+|RTX\s+)?(\w+)|\b(H100|H200|A100|A10G?|V100|P100|T4|L4|L40S?)\b|"
-                   r"\b(EPYC|Xeon|Ryzen|Apple\s+M\d)\b")
-THREADS = re.compile(r"\b(one|two|three|four|\d+)\s+(?:CPU\s+)?threads?\b", re.IGNORECASE)
-COUNTS = {"one": 1, "two": 2, "three": 3, "four": 4}
-KINDS = {"cpu": "CPU", "cuda": "GPU", "mps": "GPU"}
+HEDGE = re.compile(r"\b(?:would|could|might|than|unlike|compared?|not|never|without|instead|if)\b|n't\b", re.I)
+KIND = re.compile(r"\b(?:on|with|using)\s+(?:(?:a|an|the|one|its|this|that|single|\d+)\s+){0,2}(CPU|GPU|CUDA|MPS)s?\b|"
+                  r"\b(CPU|GPU)[- ]only\b", re.I)
+MODEL = re.compile(r"\bNVIDIA\s+(?:GeForce\s+|Tesla\s+|Quadro\s+)?(RTX\s+\d{4}\w*|\w*\d\w*)|"  # NVIDIA H100, RTX 4090
+                   r"\b(RTX\s?\d{4}\w*|[HABVP]100|H200|GH200|B200|A[1-8]0G?|L40S?)\b|"  # a GPU's own name
+                   r"\b(?:Tesla\s+|on\s+(?:an?|the)\s+)(T4|L4)\b|\b(T4|L4)\s+GPU|"  # short names, where they mean one
+                   r"\b(EPYC|Xeon|Ryzen|Core\s+i\d|Apple\s+M\d\w*)\b", re.I)
+CPU_BRANDS = re.compile(r"\b(?:AMD|Intel|EPYC|Xeon|Ryzen|Core|Apple)\b", re.I)  # a CPU name that names a model
+THREADS = re.compile(r"\b(one|two|three|four|six|eight|twelve|sixteen|single|\d+)[\s-]+(?:CPU[\s-]+)?"
+                     r"thread(?:s|ed)?\b(?!\s+(?:for|of)\s+(?:the\s+)?(?:data|loading|workers?))", re.I)
+COUNTS = {"one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "six": 6, "eight": 8, "twelve": 12, "sixteen": 16}
+KINDS = {"cpu": {"CPU"}, "cuda": {"GPU", "CUDA"}, "mps": {"GPU", "MPS"}}
 
 
 def check_where(text: str, record: Record) -> list[tuple[str, str]]:
@@ -408,14 +415,22 @@ def check_where(text: str, record: Record) -> list[tuple[str, str]]:
     env = record.environment
     if env is None:
         return []
-    prose = plain(rendered(text))
+    prose = plain(LINK.sub(" ", rendered(text)))
+    plain_sentences = [x for x in re.split(r"(?<=[.;:!?])\s+|\n", prose) if not HEDGE.search(x)]
+    own = KINDS.get(env.device, {env.device.upper()})
+    kinds = [(m.group(0).strip(), (m.group(1) or m.group(2)).upper()) for x in plain_sentences for m in KIND.finditer(x)]
     said = []
-    kind = KINDS.get(env.device, env.device.upper())
-    said += [m.group(0).strip() for m in KIND.finditer(prose) if m.group(1).upper() != kind]
-    said += [m.group(0) for m in MODEL.finditer(prose) if env.device != "mps"  # torch does not name an Apple chip
-             and next(g for g in m.groups() if g).lower() not in env.device_name.lower()]
-    said += [m.group(0) for m in THREADS.finditer(prose)
-             if COUNTS.get(m.group(1).lower(), None) != env.threads and m.group(1) != str(env.threads)]
+    if not any(kind in own for _, kind in kinds):  # data loading 'on the CPU' of a GPU run that says 'on the GPU'
+        said += [words for words, kind in kinds if kind not in own]
+    models = env.device == "cuda" or (env.device == "cpu" and CPU_BRANDS.search(env.device_name))
+    for m in (m for x in plain_sentences for m in MODEL.finditer(x)) if models else ():
+        name = r"\s*".join(re.escape(part) for part in next(g for g in m.groups() if g).split())
+        if not re.search(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9])", env.device_name, re.I):
+            said.append(m.group(0).strip())
+    for m in (m for x in plain_sentences for m in THREADS.finditer(x)):
+        count = m.group(1).lower()
+        if COUNTS.get(count, int(count) if count.isdigit() else None) != env.threads:
+            said.append(m.group(0))
     if not said:
         return []
     return [("claims/where", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but the run "
@@ -424,10 +439,12 @@ def check_where(text: str, record: Record) -> list[tuple[str, str]]:
 
 
 def _without_names(text: str, record: Record) -> str:
-    """The Result without the runs' names, whose numbers ('seed 2') are names, not figures."""
-    for r in sorted(record.runs, key=lambda r: -len(r.name)):
-        if r.name:
-            text = text.replace(r.name, " ")
+    """The Result without the runs' names and the device's, whose numbers ('seed 2', 'RTX 4090') are names, not
+    figures."""
+    names = [r.name for r in record.runs] + ([record.environment.device_name] if record.environment else [])
+    for name in sorted(names, key=lambda n: -len(n)):
+        if name:
+            text = text.replace(name, " ")
     return re.sub(r"\bNVIDIA\s+\S+|\bH\d{3}\b|\bA\d{3,4}\b|\bEPYC\b[^.\n;]*|\bCUDA\s+[\d.]+", " ", text)
 
 

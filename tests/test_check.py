@@ -160,6 +160,44 @@ def test_a_result_must_say_where_its_run_ran(tmp_path, where, words):
     assert "ran on AMD EPYC 7B13 (cpu), 1 CPU thread" in found[0].message
 
 
+GPU = dict(device="cuda", device_name="NVIDIA H100 80GB HBM3", threads=1)
+CPU = dict(device="cpu", device_name="AMD EPYC 7B13", threads=2)
+
+
+@pytest.mark.parametrize("env, words, stale", [
+    (GPU, "Reference run on an NVIDIA GPU (H100), one thread.", None),
+    (CPU, "No NVIDIA driver here; trained on the CPU with two threads.", None),
+    (GPU, "Data loading on the CPU; training on the GPU, with 4 threads for data loading.", None),
+    (CPU, "It did not run on a GPU. Slower than on a GPU. An H100 would finish it in a minute.", None),
+    (CPU, "See [the H100 run](other.ipynb); Layer L4 and Transform T4 ran on the CPU.", None),
+    (dict(CPU, device_name="arm"), "On an Apple M2 CPU.", None),  # a CPU torch names no model of
+    (dict(GPU, device_name="Tesla T4"), "On Colab's T4 GPU.", None),
+    (dict(GPU, device_name="NVIDIA A100-SXM4-40GB"), "On an A100, nvidia a100 that is.", None),
+    (GPU, "A CPU-only run.", "'CPU-only'"),
+    (GPU, "Reference run on a single CPU.", "'on a single CPU'"),
+    (CPU, "Trained on <b>a GPU</b>.", "'on a GPU'"),
+    (CPU, "It ran single-threaded.", "'single-threaded'"),
+    (CPU, "With eight threads.", "'eight threads'"),
+    (dict(GPU, device_name="NVIDIA GeForce RTX 3090"), "On an NVIDIA GeForce RTX 4090.", "RTX 4090"),
+    (dict(GPU, device_name="NVIDIA A100-SXM4-40GB"), "On an A10.", "'A10'"),
+    (GPU, "Trained on MPS.", "'on MPS'"),
+    (CPU, "On an intel xeon.", "'xeon'"),
+])
+def test_where_a_run_ran_is_read_from_plain_statements_only(env, words, stale):
+    from kit.claims import check_where
+
+    rec = record()
+    rec.environment = replace(ENV, **env)
+    found = check_where(words, rec)
+    assert (found == []) if stale is None else (stale in found[0][1]), found
+
+
+def test_a_device_s_own_name_is_no_figure(tmp_path):
+    rec = record()
+    rec.environment = replace(ENV, device="cuda", device_name="NVIDIA GeForce RTX 4090", threads=1)
+    assert check([build(tmp_path, rec)]) == []  # '15 epochs in 30 s on NVIDIA GeForce RTX 4090': 4090 is a name
+
+
 def test_a_gpu_runs_result_must_not_say_cpu(tmp_path):
     rec = record()
     rec.environment = replace(ENV, device="cuda", device_name="NVIDIA H100 80GB HBM3", threads=1)
