@@ -32,10 +32,17 @@ def _run(args) -> int:
     from kit.run import find_notebooks, out_folder, refresh_text, run
 
     if args.text_only:
+        failed = []
         for notebook, sub in find_notebooks(args.notebooks):
-            report, said = refresh_text(notebook, out_folder(notebook, sub, args.out))
-            print(f"refreshed the text of {report}: {said}")
-        return 0
+            try:  # one notebook without a report (or a writable file) does not stop the others
+                report, said = refresh_text(notebook, out_folder(notebook, sub, args.out, args.quick))
+                print(f"refreshed the text of {report}: {said}")
+            except (OSError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed.append(notebook.name)
+        if failed:
+            print(f"{len(failed)} notebook(s) not refreshed: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
     params = {name: _parameter(value) for name, value in args.parameter}
     return run(args.notebooks, args.out, quick=args.quick, device=args.device, timeout=args.timeout,
                start_timeout=args.start_timeout, jobs=args.jobs, fail_fast=args.fail_fast,

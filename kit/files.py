@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,12 +21,17 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds, keeping its mode. A
+    file its owner may not write (chmod a-w) is refused, not replaced behind the owner's back."""
     path = Path(path)
+    if path.exists() and not path.stat().st_mode & stat.S_IWUSR:
+        raise PermissionError(f"{path} is read-only; make it writable (chmod u+w) to have it rewritten")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         yield tmp
+        if path.exists():
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)  # atomic: same folder, same file system
     finally:
         tmp.unlink(missing_ok=True)

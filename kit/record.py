@@ -504,24 +504,45 @@ def markdown(record: Record) -> str:
     return "\n".join(out)
 
 
+TIMING = re.compile(r"^(?:- )?[\d,]+ (?:runs of [\d/]+ )?epochs?\b")  # '- 15 epochs in 232 s on AMD EPYC'
+VERDICT_LINE = re.compile(r"^- Budget: (?:met|missed \(.*\))$")
+
+
 def _shape(line: str) -> str:
-    """What a line of a printed Result is, whatever its numbers and device: a table row by its run, a claim by its
-    label, any other line by its words."""
-    line = line.strip()
+    """A printed Result's line with what a rerun changes masked (numbers; a table row's cells but its run; the
+    budget's verdict; the device's name), and every word an author could add kept: a line of this shape was
+    printed by the kit, not written by hand."""
+    line = line.rstrip()
     if line.startswith("|"):
-        return "|" + re.sub(r"\d+", "#", line.split("|")[1].strip())
-    if line.startswith("- ") and ":" in line:
-        return line.split(":", 1)[0]
-    return re.sub(r"\s+on\s+.*$", "", re.sub(r"\d[\d,.]*", "#", line))
+        cells = line.strip("|").split("|")
+        return f"|{re.sub(r'[0-9]+', '#', cells[0].strip())}|{len(cells)}"
+    if VERDICT_LINE.match(line):
+        return "- Budget:"
+    if TIMING.match(line):
+        line = re.sub(r"\s+on\s+(?:(?!\.\s)[^—;!?])*$", " on", line)  # the device's name, to the end of the line
+    return re.sub(r"[0-9][0-9,.]*", "#", line)
 
 
-def replace_result(cell: str, block: str) -> str | None:
-    """The Result cell `cell` with the block a run printed (`markdown(record)`) in place of the one an earlier run
-    printed, found as the only run of lines of the same shape; None where there is no such run of lines."""
-    lines, new = cell.split("\n"), block.strip("\n").split("\n")
+def result_blocks(cell: str, block: str) -> list[int]:
+    """Where in the Result cell `cell` (its lines) a block of the shape of `block` starts, outside HTML comments."""
+    lines, new = cell.splitlines(), block.strip("\n").splitlines()
+    starts = [0]  # each line's first character in the cell
+    for line in cell.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    hidden = set()  # the lines an HTML comment covers, in part or whole (one never closed runs to the end)
+    for m in re.finditer(r"<!--.*?(?:-->|$)", cell, re.S):
+        hidden |= {i for i in range(len(lines)) if starts[i] < m.end() and m.start() < starts[i + 1]}
     want = [_shape(line) for line in new]
-    at = [i for i in range(len(lines) - len(new) + 1) if [_shape(x) for x in lines[i:i + len(new)]] == want]
-    if len(at) != 1:
-        return None
-    return "\n".join(lines[:at[0]] + new + lines[at[0] + len(new):])
+    return [i for i in range(len(lines) - len(new) + 1)
+            if not hidden & set(range(i, i + len(new))) and [_shape(x) for x in lines[i:i + len(new)]] == want]
 
+
+def replace_result(cell: str, block: str) -> str:
+    """The Result cell with the block a run printed (`markdown(record)`) in place of the only block of its shape
+    (see result_blocks; a cell with none or several is a ValueError)."""
+    at = result_blocks(cell, block)
+    if len(at) != 1:
+        raise ValueError(f"the Result holds {len(at)} blocks of the shape the run printed, not one")
+    newline = "\r\n" if "\r\n" in cell else "\n"
+    lines, new = cell.splitlines(), block.strip("\n").splitlines()
+    return newline.join(lines[:at[0]] + new + lines[at[0] + len(new):]) + (newline if cell.endswith(("\n", "\r")) else "")

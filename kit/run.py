@@ -115,8 +115,8 @@ def refresh_text(notebook: Path, out: Path) -> tuple[Path, str]:
     Markdown is copied into the report. Target, Result prose and Analysis stay the author's, written from the
     run's numbers after a reference run; this puts them into the report without running it again.
 
-    Returns the report and a line on the Result: rewritten, already the run's, or left to the author (a smoke
-    run, no record, or no block of the printed shape to replace).
+    Returns the report and a line on the Result: rewritten, already the run's, or left to the author (and why).
+    The report is written first, then the notebook: a report that cannot be written leaves both as they were.
     """
     import nbformat
 
@@ -132,39 +132,51 @@ def refresh_text(notebook: Path, out: Path) -> tuple[Path, str]:
             [(c.cell_type, c.source if c.cell_type == "code" else "") for c in source.cells]:
         raise ValueError(f"{executed_path} ran other code or other cells than {notebook}; "
                          f"run it again instead: python -m kit run {notebook}")
-    said = _refresh_result(notebook, source, out / f"{notebook.stem}.metrics.json")
+    result, said = _printed_result(source, executed, out / f"{notebook.stem}.metrics.json")
     for old, new in zip(ran, source.cells):
         if old.cell_type == "markdown":
-            old.source = new.source
+            old.source = new.source  # the Result cell with the printed block already in place
     with replacing(executed_path) as tmp:
         nbformat.write(executed, tmp)
+    if result is not None:
+        with replacing(notebook) as tmp:
+            nbformat.write(source, tmp)
     return executed_path, said
 
 
-def _refresh_result(notebook: Path, source, record_path: Path) -> str:
-    """Put the block the run printed into the notebook's Result cell (and the notebook's file); say what was done."""
-    import nbformat
-
+def _printed_result(source, executed, record_path: Path):
+    """(the notebook's Result cell, now holding the block the run printed, or None where it is left as it is;
+    what was done and why)."""
     from kit.check import section
-    from kit.record import Record, RecordError, markdown, replace_result
+    from kit.evidence import check_parameters
+    from kit.record import Record, RecordError, markdown, replace_result, result_blocks
 
     cell = section(source, "Result")
+    if cell is None:
+        return None, "the notebook has no Result cell (a Markdown cell headed '## Result')"
     try:
         record = Record.load(record_path)
     except (RecordError, OSError) as e:
-        return f"the Result is left as it is: no readable record of the run ({e})"
+        return None, f"the Result is left as it is: no readable record of the run ({e})"
     if record.quick:
-        return "the Result is left as it is: the report is a smoke run, whose numbers are not results"
-    text = replace_result(cell.source, markdown(record)) if cell is not None else None
-    if text is None:
-        return ("the Result is left as it is: it holds no block of the shape `setup.result` printed; paste that "
-                "cell's output into it")
+        return None, "the Result is left as it is: the report is a smoke run, whose numbers are not results"
+    if check_parameters(executed, record):
+        return None, ("the Result is left as it is: the run was made with other parameters than the notebook's "
+                      "(-p), so its numbers are not this notebook's Result")
+    block = markdown(record)
+    found = result_blocks(cell.source, block)
+    if not found:
+        return None, ("the Result is left as it is: it holds no block of the shape `setup.result` printed (its "
+                      "lines as printed, words added to them apart); paste that cell's output in place of the old")
+    if len(found) > 1:
+        return None, (f"the Result is left as it is: it holds {len(found)} blocks of the shape `setup.result` "
+                      "printed; keep the one for this run, then refresh again")
+    text = replace_result(cell.source, block)
     if text == cell.source:
-        return "the Result already shows the run's numbers"
+        return None, "the Result already shows the run's numbers"
     cell.source = text
-    with replacing(notebook) as tmp:
-        nbformat.write(source, tmp)
-    return f"the Result now shows the numbers of the run in {record_path.parent}: write the rest of the Result and the Analysis from them"
+    return cell, (f"the Result now shows the numbers of the run in {record_path.parent}: write the rest of the "
+                  "Result and the Analysis from them")
 
 
 # --- the plan --------------------------------------------------------------------------------

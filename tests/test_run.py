@@ -371,7 +371,8 @@ def test_text_only_puts_the_block_the_run_printed_into_the_result(tmp_path):
 
     nbs, out = tmp_path / "nbs", tmp_path / "reports"
     nbs.mkdir()
-    notebook(nbs / "a.ipynb", GOOD.replace("97.0 + e if lr < 1 else 100.0", "90.0 + 2 * e * lr"))
+    notebook(nbs / "a.ipynb", GOOD.replace("97.0 + e if lr < 1 else 100.0",
+                                           "90.0 + 2 * e * lr + float(os.environ.get('TOY_SHIFT', 0))"))
     nb = nbformat.read(nbs / "a.ipynb", 4)
     nb.cells += [nbformat.v4.new_markdown_cell("## Result\nTo be written."),
                  nbformat.v4.new_markdown_cell("## Analysis\nTo be written.")]
@@ -387,11 +388,15 @@ def test_text_only_puts_the_block_the_run_printed_into_the_result(tmp_path):
     said = kit_run(nbs, "--text-only", "--out", out, env=full)
     assert "the Result already shows the run's numbers" in said.stdout
 
-    assert kit_run(nbs, "--out", out, "-p", "lr", "0.5", env=full).returncode == 0  # a rerun: other numbers
+    assert kit_run(nbs, "--out", out, "-p", "lr", "0.5", env=full).returncode == 0  # other parameters than its own
+    said = kit_run(nbs, "--text-only", "--out", out, env=full)
+    assert "the run was made with other parameters than the notebook's" in said.stdout
+
+    assert kit_run(nbs, "--out", out, env={**full, "TOY_SHIFT": "1"}).returncode == 0  # a rerun elsewhere, say
     said = kit_run(nbs, "--text-only", "--out", out, env=full)
     assert said.returncode == 0 and "the Result now shows the numbers of the run" in said.stdout
     second = markdown(Record.load(out / "a.metrics.json"))
-    assert "93.00%" in second and second != first
+    assert "91.60%" in second and second != first
     result = nbformat.read(nbs / "a.ipynb", 4).cells[-2].source
     assert result == f"## Result\nReference run: three epochs.\n\n{second}\n\nThe author's last words."
     assert nbformat.read(out / "a.ipynb", 4).cells[-2].source == result  # and in the report
@@ -399,6 +404,46 @@ def test_text_only_puts_the_block_the_run_printed_into_the_result(tmp_path):
     assert kit_run(nbs, "--quick", "--out", out).returncode == 0  # a smoke run's numbers are no Result
     said = kit_run(nbs, "--text-only", "--out", out)
     assert "the report is a smoke run" in said.stdout and nbformat.read(nbs / "a.ipynb", 4).cells[-2].source == result
+
+
+BLOCK = "- Parameters: 10\n- Best test accuracy: 99.50% (epoch 3)\n- Budget: met\n- 3 epochs in 4 s on NVIDIA H100"
+EARLIER = ("- Parameters: 12\n- Best test accuracy: 98.50% (epoch 2)\n- Budget: missed (the last 3 test accuracies "
+           "are 98.1, 98.2, 98.5; each must reach 99.4%)\n- 3 epochs in 9 s on AMD EPYC 7B13")
+
+
+@pytest.mark.parametrize("cell, found", [
+    (f"## Result\nReference run.\n\n{EARLIER}\n\nThe author's words.", [3]),  # the prose around it stays
+    (f"## Result\n<!-- the CPU run, kept:\n{EARLIER}\n-->\nTo be written.", []),  # hidden in a comment
+    (f"## Result\n{EARLIER.replace('(epoch 2)', '(epoch 2), the best so far')}", []),  # words added to a line
+    (f"## Result\n{EARLIER.replace('7B13', '7B13; a quick run. Then more')}", []),  # words after the device
+    (f"## Result\n{EARLIER}\n\n{EARLIER}", [1, 6]),  # two blocks: which is this run's?
+    (f"## Result\n{EARLIER.replace('- Budget', '* Budget')}", []),  # not as printed
+])
+def test_the_printed_block_is_found_only_where_the_kit_printed_it(cell, found):
+    from kit.record import replace_result, result_blocks
+
+    assert result_blocks(cell, BLOCK) == found
+    if len(found) == 1:
+        assert replace_result(cell, BLOCK) == cell.replace(EARLIER, BLOCK)
+        crlf = cell.replace("\n", "\r\n")
+        assert replace_result(crlf, BLOCK) == crlf.replace(EARLIER.replace("\n", "\r\n"), BLOCK.replace("\n", "\r\n"))
+    else:
+        with pytest.raises(ValueError, match=f"{len(found)} blocks"):
+            replace_result(cell, BLOCK)
+
+
+def test_text_only_goes_on_past_a_notebook_it_cannot_refresh_and_names_it(tmp_path):
+    nbs, out = tmp_path / "nbs", tmp_path / "reports"
+    nbs.mkdir()
+    for name in ("a", "b", "c"):
+        notebook(nbs / f"{name}.ipynb", GOOD)
+    assert kit_run(nbs / "a.ipynb", nbs / "c.ipynb", "--quick", "--out", out).returncode == 0
+    (nbs / "c.ipynb").chmod(0o444)  # read-only: refused, not replaced behind its owner's back
+    (out / "c.ipynb").chmod(0o444)
+    done = kit_run(nbs, "--text-only", "--out", out)
+    assert done.returncode == 1 and "refreshed the text of" in done.stdout and "a.ipynb" in done.stdout
+    assert "b.ipynb: no report to refresh" in done.stderr and "c.ipynb is read-only" in done.stderr
+    assert "2 notebook(s) not refreshed: b.ipynb, c.ipynb" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_figures_reach_the_report_whatever_the_shell_chose(tmp_path):
