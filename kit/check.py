@@ -104,6 +104,23 @@ def section(nb, name: str):
     return next((c for c in nb.cells if _heading(c) == name), None)
 
 
+def section_text(nb, name: str) -> str | None:
+    """What a section says: its cell's body, the words its heading adds ('## Result (99.9% at best)') and every
+    Markdown cell below it up to the next section's heading: a figure written under a heading is judged there."""
+    at = next((i for i, c in enumerate(nb.cells) if _heading(c) == name), None)
+    if at is None:
+        return None
+    heading = re.sub(r"<!--.*?-->", "", nb.cells[at].source, flags=re.S).strip().splitlines()[0]
+    words = re.sub(rf"^(?:#+\s*|\*\*|__)\s*{name}s?\b[\s*_:]*", "", heading, flags=re.I)
+    parts = [words.strip(" *_"), _body(nb.cells[at])]
+    for cell in nb.cells[at + 1:]:
+        if _heading(cell) in SECTIONS:
+            break
+        if cell.cell_type == "markdown":
+            parts.append(re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip())
+    return "\n\n".join(p for p in parts if p)
+
+
 def is_executed(nb) -> bool:
     return "papermill" in nb.metadata
 
@@ -496,8 +513,7 @@ def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None
                                                             f"python -m kit run {path}"))
         else:
             out += check_report(path, nb, rp, report)
-    result_cell, analysis_cell = section(nb, "Result"), section(nb, "Analysis")
-    result = _body(result_cell) if result_cell is not None else ""
+    result, analysis = section_text(nb, "Result") or "", section_text(nb, "Analysis")
     if built is None and not is_executed(nb) and (source := model_sources(nb)):
         built = build_models({str(path): source})
     one = (built or {}).get(str(path), {})
@@ -510,8 +526,8 @@ def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None
                                                         "claim; make a full run with `python -m kit run`"))
     elif filled:
         out += [Violation(path, rule, msg) for rule, msg in check_result(result, record)]
-        if analysis_cell is not None and not PLACEHOLDER.search(_body(analysis_cell)):
-            out += [Violation(path, rule, msg) for rule, msg in check_analysis(_body(analysis_cell), record, _others(path))]
+        if analysis is not None and not PLACEHOLDER.search(analysis):
+            out += [Violation(path, rule, msg) for rule, msg in check_analysis(analysis, record, _others(path))]
     if record is not None:
         if report is not None:
             evidence = check_epoch_lines(report, record) + check_setup(report, record) + check_parameters(report, record)

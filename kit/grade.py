@@ -63,7 +63,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
           tolerance: float | None = None) -> tuple[list[Row], Path]:
     """Re-run and judge a submission; returns the sheet's rows and the folder holding the fresh run."""
     from kit.check import (
-        _body,
+        _others,
         _read,
         _sources,
         _strict_enough,
@@ -74,10 +74,11 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         epochs_used,
         instructor_rules,
         metrics_path,
-        section,
+        section_text,
         step_notebooks,
     )
-    from kit.claims import check_result, claims_by_run, judge_claims
+    from kit.claims import check_analysis, check_result, claims_by_run, judge_claims
+    from kit.claims import figures as claims_figures
     from kit.evidence import check_epoch_lines, check_parameters, check_setup
     from kit.record import Budget, Record, RecordError
     from kit.run import run
@@ -150,7 +151,6 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
                 note = ("the assignment's budget" if last else
                         "missed, as the Result says" if held and part in misses else "")
                 rows.append(Row(step, f"budget/{part}" + (f" · {r.name}" if r.name else ""), held, limit, measured, note))
-        result_cell = section(nb, "Result")
         if fresh.quick:
             rows.append(Row(step, "claims", True, note="not judged: a smoke run (--quick) measures no result"))
             continue
@@ -164,7 +164,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
                "the submission's own run came from another device or setting")
         note = "exact: the same kind of device, threads, versions and speed settings" if tol == 0 else \
             f"within {tol} accuracy points: {why}"
-        text = _body(result_cell) if result_cell is not None else ""
+        text = section_text(nb, "Result") or ""
         for name, claims in claims_by_run(text, fresh).items():
             if not claims:
                 rows.append(Row(step, "claims/runs", False, measured=name, note="the Result does not report this run"))
@@ -172,14 +172,25 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             for j in judge_claims(fresh.run(name), claims, f"{name}: " if name else "", tolerance=tol):
                 rows.append(Row(step, j.rule + (f" · {name}" if name else ""), j.held, j.claimed, j.measured,
                                 j.message or note))
+        analysis = _untimed(section_text(nb, "Analysis") or "")
         if tol == 0:  # a rerun that repeats the run exactly: every other figure must be the fresh run's too
             rows += [Row(step, rule, False, note=message) for rule, message in check_result(_untimed(text), fresh)
                      if rule in ("claims/untied", "claims/where")]
-            analysis = section(nb, "Analysis")
-            if analysis is not None:
-                reruns = {p.resolve(): out / p.relative_to(submission).parent / f"{p.stem}.metrics.json"
-                          for p in notebooks}
-                rows += _analysis_rows(step, _untimed(_body(analysis)), fresh, path, reruns, started)
+            reruns = {p.resolve(): out / p.relative_to(submission).parent / f"{p.stem}.metrics.json"
+                      for p in notebooks}
+            rows += _analysis_rows(step, analysis, fresh, path, reruns, started)
+        elif theirs is not None:  # the other figures cannot be repeated here: they must be the submission's run's
+            mine = "judged against the submission's own record, whose claims the rows above hold to the fresh run"
+            figures = [(r, m) for r, m in check_result(_untimed(text), theirs) if r == "claims/untied"]
+            figures += check_analysis(analysis, theirs, _others(path))
+            rows += [Row(step, rule, False, note=f"{message} ({mine})") for rule, message in figures]
+            if not any(r == "claims/analysis" for r, _ in figures):
+                rows.append(Row(step, "claims/analysis", True, measured=_count(claims_figures(analysis)),
+                                note=mine))
+        else:
+            rows.append(Row(step, "claims/analysis", False, note="not judged: the submission brought no record of its "
+                            "own run, and a rerun elsewhere cannot repeat its figures; submit the record "
+                            f"`python -m kit run` wrote beside the report ({path.stem}.metrics.json)"))
     if notebooks:  # the last step declares a budget at least as strict as the assignment's
         last_step = notebooks[-1].relative_to(submission).as_posix()
         rows += [Row(last_step, v.rule, False, note=v.message) for v in _strict_enough(notebooks[-1], wanted)]
@@ -204,7 +215,7 @@ def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, starte
     nothing. A figure that only a file the grade did not rerun holds (a search's JSON, a notebook outside the
     submission) is named in a row of its own, `claims/not-rerun`, for the TA to confirm by hand."""
     from kit.check import _others
-    from kit.claims import facts_of, untied_figures
+    from kit.claims import facts_of, figures, untied_figures
     from kit.record import RecordError
 
     def step_of(target: str) -> Path:
@@ -223,8 +234,8 @@ def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, starte
     is_step = lambda target: step_of(target) in reruns  # noqa: E731
     anything = lambda target: rerun(target) if is_step(target) else kept(target)  # noqa: E731
     rows = []
-    for (first, by_rerun, links), (_, by_any, _) in zip(untied_figures(text, fresh, rerun),
-                                                       untied_figures(text, fresh, anything)):
+    judged = untied_figures(text, fresh, rerun)
+    for (first, by_rerun, links), (_, by_any, _) in zip(judged, untied_figures(text, fresh, anything)):
         if by_any:
             rows.append(Row(step, "claims/analysis", False, ", ".join(by_any),
                             note=f"'{first}…': neither the fresh run nor a report the paragraph links to holds it"))
@@ -234,7 +245,15 @@ def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, starte
             rows.append(Row(step, "claims/not-rerun", True, ", ".join(unconfirmed),
                             note=f"'{first}…': held only by {files}, which this grade did not rerun: confirm it "
                                  "by hand"))
+    if not any(r.rule == "claims/analysis" for r in rows):
+        rows.append(Row(step, "claims/analysis", True, measured=_count(figures(text)),
+                        note="each is the fresh run's, or a linked step's fresh run's"
+                             + (", or named above" if rows else "")))
     return rows
+
+
+def _count(figures: list) -> str:
+    return f"{len(figures)} figure{'s' * (len(figures) != 1)}"
 
 
 def _untimed(text: str) -> str:
@@ -244,11 +263,11 @@ def _untimed(text: str) -> str:
 
 
 def _said_missed(nb, record, name: str) -> bool:
-    from kit.check import _body, section
+    from kit.check import section_text
     from kit.claims import verdicts
 
-    cell = section(nb, "Result")
-    return cell is not None and verdicts(_body(cell), record).get(name) == "missed"
+    text = section_text(nb, "Result")
+    return text is not None and verdicts(text, record).get(name) == "missed"
 
 
 def markdown(rows: list[Row], submission: Path) -> str:

@@ -279,6 +279,16 @@ def test_a_percentage_ties_only_to_an_accuracy_or_what_derives_from_one(tmp_path
     assert check([build(tmp_path / "ok", record(honest), analysis=ok)]) == []
 
 
+def test_a_figure_under_a_heading_is_judged_there_wherever_it_is_written(tmp_path):
+    heading = build(tmp_path / "heading", heading="## Result (99.91% at best)")
+    assert "claims/untied" in rules(heading)
+    below = build(tmp_path / "below", analysis="## Analysis (99.50% at best)\n- It works.")
+    nb = nbformat.read(below, 4)
+    nb.cells.append(md("- A note on the Analysis: 99.89% on a second look."))  # a cell below the Analysis, unheaded
+    nbformat.write(nb, below)
+    assert "99.89%" in messages(below) and "claims/analysis" in rules(below)
+
+
 def test_a_result_in_other_honest_words_is_read(tmp_path):
     words = markdown(record()).replace("- Parameters: 7,416", "- The model has 7,416 parameters.")
     words = words.replace("Best test accuracy: 99.50%", "Best test accuracy was 99.50%")

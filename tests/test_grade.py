@@ -83,8 +83,8 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
                   "trainer.fit()\nsetup.result(trainer, budget);"),
              md("## Result\n- Parameters: 170"),
              md("## Analysis\n- It reached 99.97% test accuracy.\n- [This step's own record](step1.ipynb) says "
-                "99.96%.\n- A search ([its records](search.json)) found 4,321 parameters enough.\n- [The step's record itself]"
-                "(step1.metrics.json) says 99.96% too.")]
+                "99.96%.\n- A search ([its records](search.json)) found 4,321 parameters enough.\n"
+                "- [The step's record itself](step1.metrics.json) says 99.96% too.")]
     sub = tmp_path / "sub"
     sub.mkdir()
     shutil.copy(SOLUTION / "assignment.json", sub)
@@ -104,8 +104,8 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
     assert "exact: the same kind of device" in sheet, sheet
     assert "| step1.ipynb | claims/analysis | **no** | 99.97% |" in sheet
     # a linked step is judged by its fresh run, never by the record the submission brought
-    assert "| step1.ipynb | claims/analysis | **no** | 99.96% | | '- [This step's own record]" in sheet.replace("|  |", "| |")
-    assert "| step1.ipynb | claims/analysis | **no** | 99.96% | | '- [The step's record itself]" in sheet.replace("|  |", "| |")
+    for paragraph in ("- [This step's own record]", "- [The step's record itself]"):
+        assert f"| step1.ipynb | claims/analysis | **no** | 99.96% |  | '{paragraph}" in sheet
     # a figure only a file the grade did not rerun holds is named for the TA, not taken as confirmed
     assert "| step1.ipynb | claims/not-rerun | yes | 4,321 |  | '- A search ([its records](search.json)) found" in sheet
     assert "held only by search.json, which this grade did not rerun" in sheet
@@ -113,6 +113,22 @@ def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp
     assert [r[1:4] for r in rows if r[3] == "4,321"] == [["claims/not-rerun", "yes", "4,321"]]
     assert "Of these, 1 (`claims/not-rerun`) hold only by files the grade did not rerun" in sheet
     assert "| step1.ipynb | assignment/budget | **no** |" in sheet  # its own budget is looser than the assignment's
+
+    # the submission's own run came from elsewhere: its other figures are judged against its own record
+    record["environment"]["threads"] += 1
+    (sub / "step1.metrics.json").write_text(json.dumps(record))
+    subprocess.run([sys.executable, "-m", "kit", "grade", str(sub), "--device", "cpu", "--out",
+                    str(tmp_path / "elsewhere")], capture_output=True, text=True, timeout=600, env=full)
+    sheet = (tmp_path / "elsewhere" / "grade.md").read_text()
+    assert "within 0.15 accuracy points: the submission's own run came from another device" in sheet
+    assert "| step1.ipynb | claims/analysis | **no** |" in sheet and "99.97%" in sheet
+    assert "judged against the submission's own record" in sheet
+    # and a submission that brings no record has nothing to judge its figures by: said, and not held
+    (sub / "step1.metrics.json").unlink()
+    subprocess.run([sys.executable, "-m", "kit", "grade", str(sub), "--device", "cpu", "--out",
+                    str(tmp_path / "unrecorded")], capture_output=True, text=True, timeout=600, env=full)
+    sheet = (tmp_path / "unrecorded" / "grade.md").read_text()
+    assert "| step1.ipynb | claims/analysis | **no** |  |  | not judged: the submission brought no record" in sheet
 
 
 def test_a_rerun_repeats_the_numbers_never_the_seconds():
@@ -139,3 +155,15 @@ def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     fresh = copy.deepcopy(theirs)
     fresh.environment = dataclasses.replace(fresh.environment, threads=fresh.environment.threads + 1)
     assert not _repeatable(theirs, fresh)
+
+
+def test_a_clean_analysis_says_how_many_figures_were_judged(tmp_path):
+    from kit.grade import _analysis_rows
+    from kit.record import Record
+
+    fresh = Record.load(ROOT / "reports" / "assignments" / "mnist_4_steps" / "solution" / "step3.metrics.json")
+    best = fresh.runs[0].derived()["best_test_acc"]
+    rows = _analysis_rows("step3.ipynb", f"- It reached {best:.2f}% at best.", fresh, tmp_path / "step3.ipynb", {}, 0)
+    assert [(r.rule, r.held, r.measured) for r in rows] == [("claims/analysis", True, "1 figure")]
+    rows = _analysis_rows("step3.ipynb", "- It reached 12.34% at best.", fresh, tmp_path / "step3.ipynb", {}, 0)
+    assert [(r.rule, r.held, r.claimed) for r in rows] == [("claims/analysis", False, "12.34%")]
