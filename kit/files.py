@@ -21,11 +21,8 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds, keeping its mode. A
-    file its owner may not write (chmod a-w) is refused, not replaced behind the owner's back."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds, keeping its mode."""
     path = Path(path)
-    if path.exists() and not path.stat().st_mode & stat.S_IWUSR:
-        raise PermissionError(f"{path} is read-only; make it writable (chmod u+w) to have it rewritten")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -35,6 +32,14 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)  # atomic: same folder, same file system
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(*paths: str | os.PathLike) -> None:
+    """Refuse, before anything is written, a file its owner made read-only (chmod a-w): an atomic replace would
+    rewrite it behind the owner's back."""
+    for path in map(Path, paths):
+        if path.exists() and not path.stat().st_mode & stat.S_IWUSR:
+            raise PermissionError(f"{path} is read-only; make it writable (chmod u+w) to have it rewritten")
 
 
 def read_notebook(path: str | os.PathLike):

@@ -30,6 +30,7 @@ from pathlib import Path
 from kit.files import (
     SMOKE,
     BatchLock,
+    check_writable,
     commit_report,
     discard,
     read_notebook,
@@ -132,6 +133,7 @@ def refresh_text(notebook: Path, out: Path) -> tuple[Path, str]:
             [(c.cell_type, c.source if c.cell_type == "code" else "") for c in source.cells]:
         raise ValueError(f"{executed_path} ran other code or other cells than {notebook}; "
                          f"run it again instead: python -m kit run {notebook}")
+    check_writable(executed_path, notebook)
     result, said = _printed_result(source, executed, out / f"{notebook.stem}.metrics.json")
     for old, new in zip(ran, source.cells):
         if old.cell_type == "markdown":
