@@ -168,8 +168,8 @@ def _printed_result(source, executed, record_path: Path):
     block = markdown(record)
     found = result_blocks(cell.source, block)
     if not found:
-        return None, ("the Result is left as it is: it holds no block of the shape `setup.result` printed (its "
-                      "lines as printed, words added to them apart); paste that cell's output in place of the old")
+        return None, ("the Result is left as it is: it holds no block as `setup.result` printed it (a line with "
+                      "words added, or one in a comment, is not); paste that cell's output in place of the old block")
     if len(found) > 1:
         return None, (f"the Result is left as it is: it holds {len(found)} blocks of the shape `setup.result` "
                       "printed; keep the one for this run, then refresh again")

@@ -382,7 +382,7 @@ def test_text_only_puts_the_block_the_run_printed_into_the_result(tmp_path):
     first = markdown(Record.load(out / "a.metrics.json"))
     assert "90.60%" in first
     said = kit_run(nbs, "--text-only", "--out", out, env=full)
-    assert said.returncode == 0 and "it holds no block of the shape `setup.result` printed" in said.stdout
+    assert said.returncode == 0 and "it holds no block as `setup.result` printed it" in said.stdout
     nb.cells[-2].source = f"## Result\nReference run: three epochs.\n\n{first}\n\nThe author's last words."
     nbformat.write(nb, nbs / "a.ipynb")
     said = kit_run(nbs, "--text-only", "--out", out, env=full)
