@@ -1,6 +1,8 @@
 """kit.Budget, the record's schema, and the Result that `result()` prints from it."""
 import json
 import platform
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +14,8 @@ from conftest import make_imageset
 from kit.history import EpochRecord, History
 from kit.record import SCHEMA, Budget, Environment, Record, RecordError, Run, markdown, result
 from kit.train import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def history(accs):
@@ -187,3 +191,17 @@ def test_the_environment_says_what_produced_a_run():
     assert env.device == "cpu" and env.device_name and f"torch {torch.__version__}" in text and "thread" in text
     assert f"torchvision {torchvision.__version__}" in text and f"Python {platform.python_version()}" in text
     assert (f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA") in text
+
+
+def test_the_package_has_one_version_the_one_records_name():
+    import importlib.metadata
+
+    import kit
+
+    project = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^dynamic = \["version"\]', project, re.M) and 'version = {attr = "kit.__version__"}' in project
+    try:
+        installed = importlib.metadata.version("drill-down-kit")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the kit is not installed as a package here (pip install -e .)")
+    assert installed == kit.__version__
