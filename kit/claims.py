@@ -162,7 +162,9 @@ def facts_of(record: Record) -> Facts:
         for key in ("lr", "momentum", "weight_decay", "label_smoothing", "batch_size"):
             f.add(r.settings.get(key))
         for text in (*r.settings.get("callbacks", []), r.settings.get("augment", ""), r.settings.get("architecture", "")):
-            f.add(*_numbers_in(text))
+            numbers = _numbers_in(text)
+            f.add(*numbers)
+            f.add(*(100 * v for v in numbers if 0 < v <= 1), percent=True)  # a rate as a percentage: p=0.1 is 10%
         f.add(*r.settings.get("layer_parameters", {}).values())
     for a, b in itertools.combinations(runs, 2):  # one run against another: best against best, epoch by epoch
         f.add(abs(a.parameters - b.parameters))

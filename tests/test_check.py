@@ -276,6 +276,8 @@ def test_a_percentage_ties_only_to_an_accuracy_or_what_derives_from_one(tmp_path
         found = rules(build(tmp_path / claim, record(honest), analysis=f"## Analysis\n- It reached {claim}."))
         assert "claims/analysis" in found, claim
     ok = f"## Analysis\n- Test loss {loss} in epoch 7; 98.70% then, 99.50% at the end."  # each as what it is
+    honest.settings["architecture"] += " Dropout2d(p=0.25)"
+    ok += "\n- A dropout of 25% kept it from overfitting."  # a rate of the model, written as a percentage
     assert check([build(tmp_path / "ok", record(honest), analysis=ok)]) == []
 
 
