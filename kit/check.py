@@ -88,7 +88,10 @@ def _heading(cell) -> str | None:
     m = re.match(r"(?:#+\s*|\*\*|__)\s*(.+?)\s*(?:\*\*|__)?\s*:?\s*(?:\*\*|__)?\s*$", first[0])
     if not m or not (first[0].startswith("#") or first[0].startswith(("**", "__"))):
         return None
-    title = re.sub(r"\s*\(.*\)\s*$", "", m.group(1)).strip(" *_:")
+    title = re.sub(r"<[^>]*>", "", m.group(1))  # '<a id="result"></a>Result'
+    title = re.sub(r"^(?:\d+\.)*\d+\.?\s+", "", title.strip())  # '3. Result', '2.1 Result'
+    title = re.split(r"\s*(?::|\s[—–-]\s)", title)[0]  # 'Result: reference run', 'Result — seed 1'
+    title = re.sub(r"\s*\(.*\)\s*$", "", title).strip(" *_:")
     for section in SECTIONS:
         if title.lower() in (section.lower(), section.lower() + "s", section.lower() + "es"):
             return section
@@ -105,19 +108,20 @@ def section(nb, name: str):
 
 
 def section_text(nb, name: str) -> str | None:
-    """What a section says: its cell's body, the words its heading adds ('## Result (99.9% at best)') and every
-    Markdown cell below it up to the next section's heading: a figure written under a heading is judged there."""
+    """What a section says: its cell's body and the words its heading adds ('## Result (99.9% at best)'). The
+    Analysis also holds every other Markdown cell below the Result (a note between the two, a cell after the
+    Analysis): a figure written there is judged as the Analysis's are, not left out."""
     at = next((i for i, c in enumerate(nb.cells) if _heading(c) == name), None)
     if at is None:
         return None
     heading = re.sub(r"<!--.*?-->", "", nb.cells[at].source, flags=re.S).strip().splitlines()[0]
-    words = re.sub(rf"^(?:#+\s*|\*\*|__)\s*{name}s?\b[\s*_:]*", "", heading, flags=re.I)
-    parts = [words.strip(" *_"), _body(nb.cells[at])]
-    for cell in nb.cells[at + 1:]:
-        if _heading(cell) in SECTIONS:
-            break
-        if cell.cell_type == "markdown":
-            parts.append(re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip())
+    words = re.sub(r"^(?:#+\s*|\*\*|__)\s*(?:<[^>]*>)*\s*(?:(?:\d+\.)*\d+\.?\s+)?(?:<[^>]*>)*\s*", "", heading)
+    words = re.sub(rf"^{name}(?:e?s)?\b", "", words, flags=re.I)  # what the heading adds to its title
+    parts = [words.strip(" *_:—–-"), _body(nb.cells[at])]
+    result = next((i for i, c in enumerate(nb.cells) if _heading(c) == "Result"), None)
+    if name == "Analysis" and result is not None:
+        parts += [re.sub(r"<!--.*?-->", "", c.source, flags=re.S).strip() for i, c in enumerate(nb.cells)
+                  if i > result and i != at and c.cell_type == "markdown" and _heading(c) not in SECTIONS]
     return "\n\n".join(p for p in parts if p)
 
 

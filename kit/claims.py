@@ -56,6 +56,7 @@ def plain(text: str) -> str:
     text = LINK.sub(lambda m: f" {m.group(1)} ", DEFINITION.sub(" ", text))
     text = REFERENCE.sub(lambda m: f" {m.group(1)} ", text)
     text = CODE_SPAN.sub(" ", FIGURE_SPAN.sub(r" \1 ", text))
+    text = re.sub(r"\barXiv:\s*\d{4}\.\d{4,5}(?:v\d+)?|\bdoi:\s*\S+|\b10\.\d{4,9}/\S+", " ", text, flags=re.I)  # citations
     text = re.sub(r"\\([^\w\s])", r"\1", text)
     text = re.sub(r"(?<=[\d.,])[*_]+(?=[\d.,%])", "", text)
     text = re.sub(r"(\d)\s*(?:per\s*cent|percent)\b", r"\1%", text, flags=re.I)
@@ -105,6 +106,25 @@ class Facts:
     values: set[float] = field(default_factory=set)
     integers: set[int] = field(default_factory=set)
     percents: set[float] = field(default_factory=set)  # accuracies and what derives from them: what a % may tie to
+    accuracies: set[float] = field(default_factory=set)  # the accuracies themselves, to compare with a linked report's
+    counts: set[int] = field(default_factory=set)  # parameter counts, likewise
+
+    def accuracy(self, *values) -> None:
+        """Accuracies, and their error rates (100 - accuracy: '0.74% of the digits misread')."""
+        values = [v for v in values if v is not None]
+        self.accuracies.update(values)
+        self.add(*values, *(100 - v for v in values), percent=True)
+
+    def across(self, other: Facts) -> Facts:
+        """What this run and a linked report's derive together: differences of accuracies and of parameter counts,
+        and each count as a percentage of the other's."""
+        f = Facts()
+        f.add(*(abs(a - b) for a in self.accuracies for b in other.accuracies), percent=True)
+        f.add(*(abs(p - q) for p in self.counts for q in other.counts))
+        f.add(*(100 * p / q for p in self.counts for q in other.counts if q), percent=True)
+        f.add(*(100 - 100 * p / q for p in self.counts for q in other.counts if q), percent=True)
+        f.add(*(100 * q / p for p in self.counts for q in other.counts if p), percent=True)
+        return f
 
     def add(self, *values, percent: bool = False) -> None:
         for v in values:
@@ -134,6 +154,11 @@ class Facts:
         return any(round(v, p) == round(t, p) for t, p, pool in readings for v in pool)
 
 
+# a rate a model, an augmentation or a schedule names, which prose may write as a percentage (p=0.25: 25%);
+# other numbers of their text (a stride of 1, a batch norm's momentum) are not rates a reader speaks of
+RATE = re.compile(r"\b(?:p|dropout|drop_rate|pct_start|translate|label_smoothing|smoothing|rate)\s*=\s*\(?([0-9.]+)")
+
+
 def _numbers_in(text: str) -> list[float]:
     return [_value(n) for n, _ in _numbers(str(text))]
 
@@ -146,25 +171,31 @@ def facts_of(record: Record) -> Facts:
         d = r.derived()
         f.add(r.parameters, r.trainable_parameters, r.epochs, r.seed, r.train_images, r.test_images, r.seconds,
               d["best_train_epoch"], d["best_test_epoch"], len(d["last_test_acc"]))
-        f.add(d["best_train_acc"], d["best_test_acc"], percent=True)
+        f.counts.update({r.parameters, r.trainable_parameters})
+        f.accuracy(d["best_train_acc"], d["best_test_acc"])
         f.add(*range(1, r.epochs + 1))
         if r.budget:
             b = r.budget
             f.add(b.max_parameters, b.max_epochs, b.consistent_epochs, b.max_parameters - r.parameters)
             f.add(b.target_test_acc, *(abs(b.target_test_acc - e.test_acc) for e in r.history.epochs), percent=True)
+            f.add(100 * r.parameters / b.max_parameters, 100 - 100 * r.parameters / b.max_parameters, percent=True)
+            last = r.history.column("test_acc")[-b.consistent_epochs:]
+            f.accuracy(mean_spread(last)[0])  # the mean of the last K epochs the budget looks at
         for e in r.history.epochs:
             f.add(e.train_loss, e.test_loss, e.lr, e.seconds)
-            f.add(e.train_acc, e.test_acc, e.train_acc - e.test_acc, e.test_acc - e.train_acc, percent=True)
+            f.accuracy(e.train_acc, e.test_acc)
+            f.add(e.train_acc - e.test_acc, e.test_acc - e.train_acc, percent=True)
         accs = r.history.column("test_acc")
         f.add(*(abs(a - b) for a, b in itertools.combinations(accs, 2)), percent=True)
         f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("train_acc"), 2)), percent=True)
         f.add(*(abs(a - b) for a, b in itertools.combinations(r.history.column("test_loss"), 2)))
         for key in ("lr", "momentum", "weight_decay", "label_smoothing", "batch_size"):
             f.add(r.settings.get(key))
+        rate = r.settings.get("label_smoothing")
+        f.add(100 * rate if isinstance(rate, float) and 0 < rate < 1 else None, percent=True)  # smoothing of 10%
         for text in (*r.settings.get("callbacks", []), r.settings.get("augment", ""), r.settings.get("architecture", "")):
-            numbers = _numbers_in(text)
-            f.add(*numbers)
-            f.add(*(100 * v for v in numbers if 0 < v <= 1), percent=True)  # a rate as a percentage: p=0.1 is 10%
+            f.add(*_numbers_in(text))
+            f.add(*(100 * float(v) for v in RATE.findall(str(text)) if 0 < float(v) < 1), percent=True)
         f.add(*r.settings.get("layer_parameters", {}).values())
     for a, b in itertools.combinations(runs, 2):  # one run against another: best against best, epoch by epoch
         f.add(abs(a.parameters - b.parameters))
@@ -175,7 +206,9 @@ def facts_of(record: Record) -> Facts:
                   percent=True)
     for rs in seed_groups(record.reported).values():
         for values in ([r.derived()["best_test_acc"] for r in rs], [r.history[-1].test_acc for r in rs]):
-            f.add(*mean_spread(values), percent=True)
+            mean, spread = mean_spread(values)
+            f.accuracy(mean)
+            f.add(spread, percent=True)
     return f
 
 
@@ -397,13 +430,15 @@ def check_result(text: str, record: Record) -> list[tuple[str, str]]:
 # Only plain statements about this run count: a sentence that compares, supposes or denies ('slower than on a
 # GPU', 'an H100 would take seconds', 'not on a GPU') and a link's text (another run's) say nothing of it.
 
-HEDGE = re.compile(r"\b(?:would|could|might|than|unlike|compared?|not|never|without|instead|if)\b|n't\b", re.I)
+HEDGE = re.compile(r"\b(?:would|could|might|than|unlike|compared?|not|never|without|instead|if|whereas)\b|n't\b",
+                   re.I)
 KIND = re.compile(r"\b(?:on|with|using)\s+(?:(?:a|an|the|one|its|this|that|single|\d+)\s+){0,2}(CPU|GPU|CUDA|MPS)s?\b|"
                   r"\b(CPU|GPU)[- ]only\b", re.I)
 MODEL = re.compile(r"\bNVIDIA\s+(?:GeForce\s+|Tesla\s+|Quadro\s+)?(RTX\s+\d{4}\w*|\w*\d\w*)|"  # NVIDIA H100, RTX 4090
-                   r"\b(RTX\s?\d{4}\w*|[HABVP]100|H200|GH200|B200|A[1-8]0G?|L40S?)\b|"  # a GPU's own name
+                   r"\b((?:RTX|GTX)\s?\d{3,4}\w*(?:\s+Ti)?|[HABVP]100|H200|GH200|B200|A[1-8]0G?|L40S?)\b|"  # by name
                    r"\b(?:Tesla\s+|on\s+(?:an?|the)\s+)(T4|L4)\b|\b(T4|L4)\s+GPU|"  # short names, where they mean one
                    r"\b(EPYC|Xeon|Ryzen|Core\s+i\d|Apple\s+M\d\w*)\b", re.I)
+VERSION = re.compile(r"\b(?:PyTorch|torch|torchvision|Python|CUDA|cuDNN|kit)\s+v?\d+(?:\.\d+)*\S*", re.I)
 CPU_BRANDS = re.compile(r"\b(?:AMD|Intel|EPYC|Xeon|Ryzen|Core|Apple)\b", re.I)  # a CPU name that names a model
 THREADS = re.compile(r"\b(one|two|three|four|six|eight|twelve|sixteen|single|\d+)[\s-]+(?:CPU[\s-]+)?"
                      r"thread(?:s|ed)?\b(?!\s+(?:for|of)\s+(?:the\s+)?(?:data|loading|workers?))", re.I)
@@ -418,18 +453,21 @@ def check_where(text: str, record: Record) -> list[tuple[str, str]]:
     if env is None:
         return []
     prose = plain(LINK.sub(" ", rendered(text)))
-    plain_sentences = [x for x in re.split(r"(?<=[.;:!?])\s+|\n", prose) if not HEDGE.search(x)]
+    # clauses: a hedge ('without AMP', 'whereas the first ran on an H100') sets aside its own clause only
+    clauses = [x for x in re.split(r"(?<=[.;:!?,])\s+|\n|\s(?=\b(?:but|whereas|while)\b)", prose) if not HEDGE.search(x)]
     own = KINDS.get(env.device, {env.device.upper()})
-    kinds = [(m.group(0).strip(), (m.group(1) or m.group(2)).upper()) for x in plain_sentences for m in KIND.finditer(x)]
+    kinds = [(m.group(0).strip(), (m.group(1) or m.group(2)).upper()) for x in clauses for m in KIND.finditer(x)]
     said = []
-    if not any(kind in own for _, kind in kinds):  # data loading 'on the CPU' of a GPU run that says 'on the GPU'
-        said += [words for words, kind in kinds if kind not in own]
-    models = env.device == "cuda" or (env.device == "cpu" and CPU_BRANDS.search(env.device_name))
-    for m in (m for x in plain_sentences for m in MODEL.finditer(x)) if models else ():
+    if not any(re.search(rf"\b{kind}\b", x, re.I) for x in clauses for kind in own):  # 'the GPU waited for data
+        said += [words for words, kind in kinds if kind not in own]                  # loaded on the CPU'
+    device_name = re.sub(r"\((?:R|TM)\)", "", env.device_name)  # Intel(R) Core(TM) i7: Intel Core i7
+    models = env.device == "cuda" or (env.device == "cpu" and CPU_BRANDS.search(device_name))
+    for m in (m for x in clauses for m in MODEL.finditer(x)) if models else ():
         name = r"\s*".join(re.escape(part) for part in next(g for g in m.groups() if g).split())
-        if not re.search(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9])", env.device_name, re.I):
+        if not re.search(rf"(?<![A-Za-z0-9]){name}(?![A-Za-z0-9])", device_name, re.I):
             said.append(m.group(0).strip())
-    for m in (m for x in plain_sentences for m in THREADS.finditer(x)):
+    # threads are the CPU's: on a GPU run, threads a Result speaks of are data loading's, not the record's
+    for m in (m for x in clauses for m in THREADS.finditer(x)) if env.device == "cpu" else ():
         count = m.group(1).lower()
         if COUNTS.get(count, int(count) if count.isdigit() else None) != env.threads:
             said.append(m.group(0))
@@ -447,7 +485,8 @@ def _without_names(text: str, record: Record) -> str:
     for name in sorted(names, key=lambda n: -len(n)):
         if name:
             text = text.replace(name, " ")
-    return re.sub(r"\bNVIDIA\s+\S+|\bH\d{3}\b|\bA\d{3,4}\b|\bEPYC\b[^.\n;]*|\bCUDA\s+[\d.]+", " ", text)
+    text = MODEL.sub(" ", text)  # any device's name: whether it is this run's is claims/where's to say
+    return VERSION.sub(" ", text)
 
 
 # --- the Analysis: figures must be the record's, or a linked report's -------------------------------
@@ -473,6 +512,9 @@ def paragraphs(text: str) -> list[str]:
     parts, current = [], []
     for line in text.splitlines():
         nested = re.match(r"\s{2,}(?:[-*]|\d+\.)\s", line) and current  # a sub-bullet belongs to its bullet
+        if not current and parts and re.match(r"\s{2,}\S", line) and re.match(r"\s*(?:[-*]|\d+\.)\s", parts[-1]):
+            current = [parts.pop(), line]  # an indented paragraph after a blank line is still its bullet's
+            continue
         if not nested and re.match(r"\s*(?:[-*]|\d+\.)\s", line) or not line.strip():
             if current:
                 parts.append("\n".join(current))
@@ -513,6 +555,7 @@ def untied_figures(text: str, record: Record, others) -> list[tuple[str, list[st
     for paragraph in paragraphs(DEFINITION.sub("", rendered(text))):
         links = linked_reports(paragraph, definitions)
         extra = [f for f in (others(t) for t in links) if f is not None]
+        extra += [facts.across(f) for f in extra]  # 'up 3.18 points on the linked step', '62% of its parameters'
         bad = [f"{n}{'%' if pct else ''}" for n, pct in figures(_without_names(paragraph, record))
                if not facts.ties(n, pct) and not any(f.ties(n, pct) for f in extra)]
         out.append((paragraph.strip().splitlines()[0][:70] if paragraph.strip() else "", bad, links))

@@ -182,6 +182,11 @@ CPU = dict(device="cpu", device_name="AMD EPYC 7B13", threads=2)
     (dict(GPU, device_name="NVIDIA A100-SXM4-40GB"), "On an A10.", "'A10'"),
     (GPU, "Trained on MPS.", "'on MPS'"),
     (CPU, "On an intel xeon.", "'xeon'"),
+    (dict(CPU, device_name="Intel(R) Core(TM) i7-10750H"), "On an Intel Core i7, two threads.", None),
+    (dict(GPU, device_name="NVIDIA A100-SXM4-40GB"), "Augmentation ran on the CPU, so the GPU waited for data.", None),
+    (dict(GPU, device_name="Tesla T4"), "Data loaded with 2 threads.", None),  # data loading's threads
+    (GPU, "On the H100, whereas the original was on an A100.", None),
+    (CPU, "15 epochs on a GPU (NVIDIA H100), without AMP.", "'on a GPU'"),  # the hedge sets aside its clause only
 ])
 def test_where_a_run_ran_is_read_from_plain_statements_only(env, words, stale):
     from kit.claims import check_where
@@ -194,8 +199,10 @@ def test_where_a_run_ran_is_read_from_plain_statements_only(env, words, stale):
 
 def test_a_device_s_own_name_is_no_figure(tmp_path):
     rec = record()
-    rec.environment = replace(ENV, device="cuda", device_name="NVIDIA GeForce RTX 4090", threads=1)
-    assert check([build(tmp_path, rec)]) == []  # '15 epochs in 30 s on NVIDIA GeForce RTX 4090': 4090 is a name
+    rec.environment = replace(ENV, device="cuda", device_name="NVIDIA GeForce RTX 3060 Laptop GPU", threads=1)
+    assert check([build(tmp_path, rec)]) == []  # '15 epochs in 30 s on NVIDIA GeForce RTX 3060 ...': a name
+    words = f"On my laptop's GPU (RTX 3060), PyTorch 2.3 and Python 3.10.\n\n{markdown(rec)}"
+    assert check([build(tmp_path / "words", rec, result=words)]) == []
 
 
 def test_a_gpu_runs_result_must_not_say_cpu(tmp_path):
@@ -289,6 +296,53 @@ def test_a_figure_under_a_heading_is_judged_there_wherever_it_is_written(tmp_pat
     nb.cells.append(md("- A note on the Analysis: 99.89% on a second look."))  # a cell below the Analysis, unheaded
     nbformat.write(nb, below)
     assert "99.89%" in messages(below) and "claims/analysis" in rules(below)
+
+
+@pytest.mark.parametrize("analysis", [
+    "- At best 0.50% of the test digits are misread.",  # an error rate: 100 - 99.50
+    "- The last three epochs average 99.40%.",  # the mean of the epochs the budget looks at
+    "- The model uses 92.7% of the budget's parameters.",  # 7,416 of 8,000
+    "- A dropout of 10% and label smoothing of 10% kept it from overfitting.",  # rates of the model and the loss
+    "- Up 3.20 points on [the earlier step](earlier.ipynb), with 61.8% of its parameters (4,584 fewer).",
+    "- A note:\n\n  the gain is [the earlier step](earlier.ipynb)'s 96.30% against 99.50% here.",  # a bullet's paragraph
+    "- Ioffe and Szegedy (arXiv:1502.03167) explain why batch norm helps; doi:10.5555/3045118.3045167.",
+])
+def test_figures_an_honest_analysis_derives_pass(tmp_path, analysis):
+    earlier = run(test=[95.0 + 0.1 * e for e in range(1, 16)], params=12_000, budget=None)
+    build(tmp_path, record(earlier), name="earlier.ipynb")
+    honest = run()
+    honest.settings.update(architecture="Sequential(Conv2d(1, 8, stride=(1, 1)), Dropout2d(p=0.1))",
+                           label_smoothing=0.1)
+    assert check([build(tmp_path, record(honest), name="step.ipynb", analysis="## Analysis\n" + analysis)]) == []
+
+
+@pytest.mark.parametrize("analysis", [
+    "- Test accuracy reached 100% in epoch 15.",  # a stride of 1 is not 100%
+    "- On an AMD EPYC, test accuracy reached 99.97% in epoch 15.",  # a device's name hides nothing after it
+])
+def test_a_figure_beside_a_device_or_a_layer_setting_is_still_judged(tmp_path, analysis):
+    honest = run()
+    honest.settings["architecture"] = "Sequential(Conv2d(1, 8, stride=(1, 1)), BatchNorm2d(8, momentum=0.1))"
+    assert "claims/analysis" in rules(build(tmp_path, record(honest), analysis="## Analysis\n" + analysis))
+
+
+@pytest.mark.parametrize("heading", ["## 3. Result", "## Result: reference run", "## Result — seed 1",
+                                     "## <a id='result'></a>Result"])
+def test_a_numbered_or_subtitled_heading_is_its_section(tmp_path, heading):
+    assert check([build(tmp_path, heading=heading)]) == []
+
+
+def test_markdown_below_the_result_is_judged_as_analysis(tmp_path):
+    path = build(tmp_path)
+    nb = nbformat.read(path, 4)
+    at = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Result"))
+    nb.cells.insert(at + 1, md("**Figure 3.** The first 25 of 20 misclassified images are shown below."))
+    nb.cells.append(md("## References\n- Ioffe and Szegedy, arXiv:1502.03167."))
+    nbformat.write(nb, path)
+    assert check([path]) == []
+    nb.cells.append(md("## Discussion\n- A second look gave 99.89%."))
+    nbformat.write(nb, path)
+    assert "claims/analysis" in rules(path)
 
 
 def test_a_result_in_other_honest_words_is_read(tmp_path):
