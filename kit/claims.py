@@ -57,10 +57,25 @@ def plain(text: str) -> str:
     text = REFERENCE.sub(lambda m: f" {m.group(1)} ", text)
     text = CODE_SPAN.sub(" ", FIGURE_SPAN.sub(r" \1 ", text))
     text = re.sub(r"\barXiv:\s*\d{4}\.\d{4,5}(?:v\d+)?|\bdoi:\s*\S+|\b10\.\d{4,9}/\S+", " ", text, flags=re.I)  # citations
+    text = SCIENTIFIC.sub(_decimal, text)
     text = re.sub(r"\\([^\w\s])", r"\1", text)
     text = re.sub(r"(?<=[\d.,])[*_]+(?=[\d.,%])", "", text)
     text = re.sub(r"(\d)\s*(?:per\s*cent|percent)\b", r"\1%", text, flags=re.I)
     return re.sub(r"(?<![\d,])(\d{1,3}),(\d{1,2})(?=\s*%)", r"\1.\2", text)
+
+
+# 4.4×10⁻³, 4.4 x 10^-3, 4.4×10-3 (a superscript once its tags are gone), 4.4e-3: one number, as a decimal
+SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+SCIENTIFIC = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*[×x·]\s*10\s*(\^\s*[-−]?\d+|[-−]\d+|[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)|"
+                        r"[eE]([-+]?\d+))(?!\w)")
+
+
+def _decimal(m) -> str:
+    """A number in scientific notation written out, at the precision its mantissa was given to."""
+    mantissa = m.group(1)
+    exponent = int(re.sub(r"[\s^]", "", (m.group(2) or m.group(3)).translate(SUPERSCRIPT).replace("−", "-")))
+    places = max(0, (len(mantissa.split(".")[1]) if "." in mantissa else 0) - exponent)
+    return f"{float(mantissa) * 10 ** exponent:.{places}f}"
 
 
 def _numbers(text: str) -> list[tuple[str, bool]]:

@@ -306,6 +306,7 @@ def test_a_figure_under_a_heading_is_judged_there_wherever_it_is_written(tmp_pat
     "- Up 3.20 points on [the earlier step](earlier.ipynb), with 61.8% of its parameters (4,584 fewer).",
     "- A note:\n\n  the gain is [the earlier step](earlier.ipynb)'s 96.30% against 99.50% here.",  # a bullet's paragraph
     "- Ioffe and Szegedy (arXiv:1502.03167) explain why batch norm helps; doi:10.5555/3045118.3045167.",
+    "- A learning rate of 1.0×10<sup>-2</sup> (1e-2, 1.0 × 10⁻²) throughout.",  # scientific notation, 0.01
 ])
 def test_figures_an_honest_analysis_derives_pass(tmp_path, analysis):
     earlier = run(test=[95.0 + 0.1 * e for e in range(1, 16)], params=12_000, budget=None)
@@ -319,6 +320,7 @@ def test_figures_an_honest_analysis_derives_pass(tmp_path, analysis):
 @pytest.mark.parametrize("analysis", [
     "- Test accuracy reached 100% in epoch 15.",  # a stride of 1 is not 100%
     "- On an AMD EPYC, test accuracy reached 99.97% in epoch 15.",  # a device's name hides nothing after it
+    "- A learning rate of 3×10⁻⁴ throughout.",  # read as 0.0003, which the run never used
 ])
 def test_a_figure_beside_a_device_or_a_layer_setting_is_still_judged(tmp_path, analysis):
     honest = run()
