@@ -78,20 +78,30 @@ class Violation:
 
 # --- reading a notebook ---------------------------------------------------------------------
 
-def _heading(cell) -> str | None:
-    """A Markdown cell's title: '## Result', '**Result**', '## Results:' and '## Result (reference run)' -> 'Result'."""
-    if cell.cell_type != "markdown" or not cell.source.strip():
-        return None
-    first = re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip().splitlines()
-    if not first:
+def _uncommented(cell) -> str:
+    """A Markdown cell's text without its HTML comments, which a reader never sees."""
+    return re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip()
+
+
+def _title(cell) -> tuple[str, str] | None:
+    """A Markdown cell's heading: (its title, the words the heading adds to it). '## Result (reference run)',
+    '**Result**', '### 3. Result: seed 1' and '## <a id="result"></a>Result — seed 1' are all titled 'Result'."""
+    first = _uncommented(cell).splitlines() if cell.cell_type == "markdown" else []
+    if not first or not first[0].startswith(("#", "**", "__")):
         return None
     m = re.match(r"(?:#+\s*|\*\*|__)\s*(.+?)\s*(?:\*\*|__)?\s*:?\s*(?:\*\*|__)?\s*$", first[0])
-    if not m or not (first[0].startswith("#") or first[0].startswith(("**", "__"))):
+    if not m:
         return None
-    title = re.sub(r"<[^>]*>", "", m.group(1))  # '<a id="result"></a>Result'
-    title = re.sub(r"^(?:\d+\.)*\d+\.?\s+", "", title.strip())  # '3. Result', '2.1 Result'
-    title = re.split(r"\s*(?::|\s[—–-]\s)", title)[0]  # 'Result: reference run', 'Result — seed 1'
-    title = re.sub(r"\s*\(.*\)\s*$", "", title).strip(" *_:")
+    text = re.sub(r"^(?:\d+\.)*\d+\.?\s+", "", re.sub(r"<[^>]*>", "", m.group(1)).strip())  # '3. Result'
+    title = re.sub(r"\s*\(.*\)\s*$", "", re.split(r"\s*(?::|\s[—–-]\s)", text)[0]).strip(" *_:")
+    return title, text[len(title):].strip(" *_:—–-") if text.startswith(title) else ""
+
+
+def _heading(cell) -> str | None:
+    """A Markdown cell's title, a section's name where it is one ('## Results:' -> 'Result')."""
+    title = (_title(cell) or (None,))[0]
+    if title is None:
+        return None
     for section in SECTIONS:
         if title.lower() in (section.lower(), section.lower() + "s", section.lower() + "es"):
             return section
@@ -99,8 +109,7 @@ def _heading(cell) -> str | None:
 
 
 def _body(cell) -> str:
-    lines = re.sub(r"<!--.*?-->", "", cell.source, flags=re.S).strip().splitlines()
-    return "\n".join(lines[1:]).strip()
+    return "\n".join(_uncommented(cell).splitlines()[1:]).strip()
 
 
 def section(nb, name: str):
@@ -114,13 +123,10 @@ def section_text(nb, name: str) -> str | None:
     at = next((i for i, c in enumerate(nb.cells) if _heading(c) == name), None)
     if at is None:
         return None
-    heading = re.sub(r"<!--.*?-->", "", nb.cells[at].source, flags=re.S).strip().splitlines()[0]
-    words = re.sub(r"^(?:#+\s*|\*\*|__)\s*(?:<[^>]*>)*\s*(?:(?:\d+\.)*\d+\.?\s+)?(?:<[^>]*>)*\s*", "", heading)
-    words = re.sub(rf"^{name}(?:e?s)?\b", "", words, flags=re.I)  # what the heading adds to its title
-    parts = [words.strip(" *_:—–-"), _body(nb.cells[at])]
+    parts = [_title(nb.cells[at])[1], _body(nb.cells[at])]
     result = next((i for i, c in enumerate(nb.cells) if _heading(c) == "Result"), None)
     if name == "Analysis" and result is not None:
-        parts += [re.sub(r"<!--.*?-->", "", c.source, flags=re.S).strip() for i, c in enumerate(nb.cells)
+        parts += [_uncommented(c) for i, c in enumerate(nb.cells)
                   if i > result and i != at and c.cell_type == "markdown" and _heading(c) not in SECTIONS]
     return "\n\n".join(p for p in parts if p)
 

@@ -40,6 +40,9 @@ class Row:
     note: str = ""
 
 
+# the Result's rules beyond its claims, judged on a record the rerun can vouch for: every other number, and the
+# words for where the run ran
+BEYOND_CLAIMS = ("claims/untied", "claims/where")
 SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile")  # a Trainer's choices that change its numbers
 
 
@@ -175,13 +178,13 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         analysis = _untimed(section_text(nb, "Analysis") or "")
         if tol == 0:  # a rerun that repeats the run exactly: every other figure must be the fresh run's too
             rows += [Row(step, rule, False, note=message) for rule, message in check_result(_untimed(text), fresh)
-                     if rule in ("claims/untied", "claims/where")]
+                     if rule in BEYOND_CLAIMS]
             reruns = {p.resolve(): out / p.relative_to(submission).parent / f"{p.stem}.metrics.json"
                       for p in notebooks}
             rows += _analysis_rows(step, analysis, fresh, path, reruns, started)
         elif theirs is not None:  # the other figures cannot be repeated here: they must be the submission's run's
             mine = "judged against the submission's own record, whose claims the rows above hold to the fresh run"
-            figures = [(r, m) for r, m in check_result(_untimed(text), theirs) if r == "claims/untied"]
+            figures = [(r, m) for r, m in check_result(_untimed(text), theirs) if r in BEYOND_CLAIMS]
             figures += check_analysis(analysis, theirs, _others(path))
             rows += [Row(step, rule, False, note=f"{message} ({mine})") for rule, message in figures]
             if not any(r == "claims/analysis" for r, _ in figures):
