@@ -81,7 +81,7 @@ def test_the_bench_times_the_default_step_against_the_other_memory_format():
     from kit.bench import default_paths
 
     cuda = default_paths(torch.device("cuda"))
-    assert cuda[0] == "device + CUDA graph" and cuda[-1] == "device"  # a run cut short keeps the default's row
+    assert cuda[0] == "device + CUDA graph" and cuda[-2:] == ["classic", "device"]  # cut short: the default's row stays
     assert "device NCHW" in cuda and "device + CUDA graph (fp32)" in cuda
     threads = torch.get_num_threads()
     try:
@@ -91,3 +91,31 @@ def test_the_bench_times_the_default_step_against_the_other_memory_format():
         assert "device channels_last" in default_paths(torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_row_measured_on_another_case_leaves_the_section(tmp_path, capsys):
+    """Rows of earlier runs stay beside the new ones only where they timed the same case (model, recipe, epochs,
+    torch): a row of another model would stand under the new run's words."""
+    import torch
+
+    from kit.bench import Timing, _write
+
+    net, lr = solution_model()
+    out, twin = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    row = lambda path, **extra: {"path": path, "train_seconds": 9.0, "first_epoch": 1.0, "test_seconds": 1.0,  # noqa: E731
+                                 "total": 11.0, "images_per_second": 100, "test_accs": [99.0], "measured": "then",
+                                 **extra}
+    timing = Timing("device", 0.1, 1.0, 2.0, 0.5, 1000.0, (99.1,))
+    _write(out, "CPU: test", {"device": timing}, 15, 60_000, net, lr, torch.device("cpu"))
+    case = json.loads(twin.read_text())["CPU: test"]["what"]
+    data = json.loads(twin.read_text())
+    data["CPU: test"]["rows"] += [row("classic", case=case), row("device NCHW", case="another model's words"),
+                                  row("device + compile")]  # no case: an older file's row, of the section's words
+    data["CPU: test"]["what"] = "the older words of the section"
+    twin.write_text(json.dumps(data))
+    _write(out, "CPU: test", {"device": timing}, 15, 60_000, net, lr, torch.device("cpu"))
+    kept = [r["path"] for r in json.loads(twin.read_text())["CPU: test"]["rows"]]
+    assert kept == ["classic", "device"]
+    said = capsys.readouterr().out
+    assert "2 row(s) measured on another case dropped (device NCHW of then, device + compile of then)" in said
+    assert "| device NCHW |" not in out.read_text()

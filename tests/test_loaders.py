@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from kit import data
-from kit.loaders import ClassicLoader, DeviceLoader, make_loaders
+from kit.loaders import BLOCK_BYTES, ClassicLoader, DeviceLoader, make_loaders
 from kit.train import set_seed
 from kit.transforms import Augment, affine, random_crop
 
@@ -147,6 +147,34 @@ def test_an_epoch_draws_its_augmentation_once(toy, monkeypatch):
     monkeypatch.setattr(torch, "rand", lambda *a, **k: (calls.append(a), original(*a, **k))[1])
     batches = list(train)
     assert len(batches) == 4 and len(calls) == 1  # one draw for the whole epoch, not one per batch
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_a_block_of_batches_gives_each_batch_bit_for_bit(toy_rgb, monkeypatch, drop_last):
+    """A GPU prepares many batches at once (fewer launches); the batches must be the ones a CPU hands out one at a
+    time, shuffle, augmentation and normalisation included. 60 images in batches of 16: blocks of 3 leave a short
+    last block and a short last batch."""
+    aug = Augment(rotation=7, translate=0.1, scale=(0.9, 1.1), crop_padding=2, hflip=True)
+    subset = toy_rgb.subset(60)
+
+    def epochs(per_block):
+        monkeypatch.setattr(DeviceLoader, "batches_per_block", lambda self: per_block)
+        s = data.stats(subset)
+        loaders = [DeviceLoader(subset, 16, train=train, mean=s.mean, std=s.std, augment=aug, device="cpu", seed=5,
+                                drop_last=drop_last) for train in (True, False)]
+        return [batch for loader in loaders for _ in range(2) for batch in loader]
+
+    one, blocks = epochs(1), epochs(3)
+    assert len(one) == len(blocks) == 2 * (3 if drop_last else 4) + 2 * (3 if drop_last else 4)
+    for (x1, y1), (x3, y3) in zip(one, blocks):
+        assert torch.equal(x1, x3) and torch.equal(y1, y3)
+
+
+def test_a_gpu_prepares_blocks_of_batches_and_a_cpu_one_at_a_time(toy):
+    train, _ = pair(toy, "device", augment=Augment(rotation=7))
+    assert train.batches_per_block() == 1
+    train.device = torch.device("cuda")  # only the rule is asked: 16 images of 12 x 12 floats a batch
+    assert train.batches_per_block() == BLOCK_BYTES // (4 * 144 * 16)
 
 
 def test_test_batches_are_sized_for_the_device(toy):
