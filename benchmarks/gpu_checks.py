@@ -132,14 +132,14 @@ def step_like_eager(device, sets):
         assert all(map(torch.equal, start_e["weights"], start_g["weights"])), "the runs started from other weights"
         assert gap < GAP_LIMIT, out
         assert abs(loss_e - loss_g) <= 0.01 * abs(loss_e), out
-        # a captured step reads its rate from a float32 tensor: the eager rate, rounded to float32
-        expected = as_float32(lr_e) if device.type == "cuda" else lr_e
-        assert lr_g == expected, {"eager rate": lr_e, "graph rate": lr_g, **out}
+        assert same_rate(lr_e, lr_g, captured=device.type == "cuda"), {"eager rate": lr_e, "graph rate": lr_g, **out}
     return out
 
 
-def as_float32(x: float) -> float:
-    return torch.tensor(x, dtype=torch.float32).item()
+def same_rate(eager: float, graph: float, *, captured: bool) -> bool:
+    """A captured step reads its rate from a float32 tensor: the eager step's rate, rounded to float32 (an H200
+    read 0.0024759683292359114 where the eager step had 0.002475968399326312); an eager one's exactly."""
+    return graph == (torch.tensor(eager, dtype=torch.float32).item() if captured else eager)
 
 
 GRAPH_LIKE_EAGER = "graph step trains like the eager step"

@@ -8,7 +8,7 @@
 #      closest on the CPU, on seeds 1, 2 and 3; $CANDIDATES to choose others).
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
-# Phases 1 to 3 take at most 90 + 270 + 180 s: give the machine's command limit that much, plus installing.
+# Phases 1 to 3 take at most 90 + 300 + 150 s: give the machine's command limit that much, plus installing.
 # A second call can finish what a first one left: WORK=the folder it worked in (its archive unpacked, or the
 # same folder on a machine still held) and PHASES="batch bench" (any of checks, batch, bench, search); the batch
 # then runs only the notebooks without a good report there (--changed-only).
@@ -54,7 +54,7 @@ if [[ $phases == *" batch "* ]]; then
   again=""
   [ -d "$work/reports" ] && again="--changed-only"  # a second call: only what has no good report yet
   # --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
-  limit "${BATCH_S:-270}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" \
+  limit "${BATCH_S:-300}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" \
     ${quick:+--quick} $again 2>&1 | tee -a "$work/batch.log"
   say "batch ended: status ${PIPESTATUS[0]}"
   archive
@@ -62,7 +62,7 @@ fi
 
 if [[ $phases == *" bench "* ]]; then
   say "phase 3: the benchmark"
-  limit "${BENCH_S:-180}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
+  limit "${BENCH_S:-150}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
     | tee -a "$work/bench.log"
   archive
 fi

@@ -54,3 +54,11 @@ def test_update_gap_tells_rounding_from_a_broken_step(mnist_root):
     assert 0 < rounding < LIMIT / 4
     for broken in (Doubled(), EveryOther()):
         assert gpu_checks.update_gap(start, reference, ten_steps(mnist_root, callbacks=[broken])[1]) > LIMIT * 1.5
+
+
+def test_a_captured_rate_is_the_eager_one_to_float32s_precision():
+    eager = 0.002475968399326312  # one-cycle's rate after ten steps, as an H200's eager and captured steps read it
+    assert gpu_checks.same_rate(eager, 0.0024759683292359114, captured=True)
+    assert not gpu_checks.same_rate(eager, 0.0024759683292359114, captured=False)  # eager against eager: exact
+    assert gpu_checks.same_rate(eager, eager, captured=False)
+    assert not gpu_checks.same_rate(eager, 0.0025, captured=True)  # a stale or other rate
