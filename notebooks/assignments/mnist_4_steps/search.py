@@ -1,5 +1,5 @@
-"""The search behind the reference solution: candidate models under 6,000 parameters, each trained
-with step 4's recipe on several seeds, every run kept as evidence.
+"""The search behind the reference solution: candidate models under 6,000 parameters (and two larger ones for
+comparison), each trained with step 4's recipe or a variant on several seeds, every run kept as evidence.
 
     python notebooks/assignments/mnist_4_steps/search.py --list                 # candidates, sizes, RFs
     python notebooks/assignments/mnist_4_steps/search.py A B --seeds 1 2 3      # train them
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 RECORDS = ROOT / "reports" / "assignments" / "mnist_4_steps" / "search.json"
 
 # step 4's recipe, and the variants tried: a candidate is a model (SPECS) trained with a recipe (RECIPES)
-RECIPE = dict(epochs=15, batch_size=128, lr=0.2, label_smoothing=0.0, weight_decay=0.0, ema=None,
+RECIPE = dict(epochs=15, batch_size=128, lr=0.2, label_smoothing=0.0, weight_decay=0.0, ema=None, dropout=0.0,
               augment=dict(rotation=7, translate=0.1, scale=(0.9, 1.1)))
 RECIPES = {
     "r128": {},                                                  # step 4's recipe as it is
@@ -47,6 +47,11 @@ RECIPES = {
     "lr3": dict(lr=0.3),                                         # a higher one
     "mild": dict(augment=dict(rotation=7, translate=0.05, scale=(0.95, 1.05))),  # half the shifts and zooms
     "none": dict(augment={}),                                    # no augmentation (step 3's recipe)
+    # step 4's turns with one more change each, for a margin over the target on every seed
+    "rotdo": dict(augment=dict(rotation=7), dropout=0.05),       # a little dropout after every block
+    "rotdo10": dict(augment=dict(rotation=7), dropout=0.1),      # more of it
+    "rot12": dict(augment=dict(rotation=12)),                    # wider turns
+    "rotwd": dict(augment=dict(rotation=7), weight_decay=5e-4),  # L2, as is usual for SGD on small CNNs
 }
 TARGET = kit.Budget(max_parameters=5_999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)
 
@@ -78,6 +83,9 @@ SPECS = {
     "x": "6 14 P t6 10 10 12 12p G",       # 4,970: r with 14 channels before the pool
     "rp": "6p 12p P t6 10 10 12 12p G",    # 4,846: r on 28x28 maps before the pool (more work, no more weights)
     "wp": "6p 12p P t6 10 10 10 12p G",    # 4,446: w likewise
+    # above the solution's six thousand: does capacity buy a margin on every seed?
+    "y": "8 16 P t8 12 14 14 16p G",       # 7,844: the most under the extra credit's 8,000
+    "z": "10 16 P t10 14 16 16 16p G",     # 9,930: the most under the assignment's 10,000
 }
 CANDIDATES = {f"{spec}-{recipe}": (spec, recipe) for spec in SPECS for recipe in RECIPES}
 
@@ -128,7 +136,7 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
     sets, stats = mnist()
     train_loader, test_loader = setup.loaders(sets, batch_size=recipe["batch_size"], mean=stats.mean, std=stats.std,
                                               augment=kit.Augment(**recipe["augment"]))
-    model = Candidate(spec)
+    model = Candidate(spec, recipe["dropout"])
     trainer = kit.Trainer(model, train_loader, test_loader, epochs=setup.epochs, lr=recipe["lr"],
                           label_smoothing=recipe["label_smoothing"], weight_decay=recipe["weight_decay"],
                           scheduler=kit.OneCycle(max_lr=recipe["lr"]),
@@ -144,6 +152,14 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
             "train_acc": h.column("train_acc"), "last3": h.last(3),
             "meets": not TARGET.misses(parameters=kit.count_parameters(model), epochs=len(h),
                                        test_accs=h.column("test_acc"))}
+
+
+def verdict(record: dict) -> str:
+    """The run against the target, the accuracy apart from the size: a larger model is searched for comparison."""
+    holds = min(record["last3"]) >= TARGET.target_test_acc
+    if record["parameters"] > TARGET.max_parameters:
+        return f"{'holds' if holds else 'misses'} {TARGET.target_test_acc}% (over {TARGET.max_parameters:,} parameters)"
+    return "meets the target" if record["meets"] else "misses the target"
 
 
 def table(records: list[dict]) -> str:
@@ -219,8 +235,8 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             r = train(name, seed, device, args.quick)
             write_text(RECORDS, json.dumps(load() + [r], indent=1))
-            print(f"{name} seed {seed}: {r['parameters']:,} parameters, last 3 {r['last3']}, "
-                  f"{'meets' if r['meets'] else 'misses'} the target ({time.perf_counter() - start:.0f} s)", flush=True)
+            print(f"{name} seed {seed}: {r['parameters']:,} parameters, last 3 {r['last3']}, {verdict(r)} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 
 

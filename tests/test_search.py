@@ -1,0 +1,50 @@
+"""The search behind the four-step solution: its candidates and recipes say what they train."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from torch import nn
+
+import kit
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ROOT / "notebooks" / "assignments" / "mnist_4_steps"
+
+
+@pytest.fixture(scope="module")
+def search():
+    spec = importlib.util.spec_from_file_location("search", STEPS / "search.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_recipe_changes_only_what_step_4_has(search):
+    # a misspelt key would be merged into the recipe and trained without anyone reading it
+    for name, recipe in search.RECIPES.items():
+        assert set(recipe) <= set(search.RECIPE), f"recipe {name!r} sets {set(recipe) - set(search.RECIPE)}"
+
+
+def test_a_recipes_dropout_reaches_every_block(search):
+    model = search.Candidate(search.SPECS["p"], dropout=0.05)
+    drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+    blocks = [m for m in model.modules() if isinstance(m, kit.ConvBlock)]
+    assert len(drops) == len(blocks) == 7 and all(d.p == 0.05 for d in drops)
+    assert not any(isinstance(m, nn.Dropout) for m in search.Candidate(search.SPECS["p"]).modules())
+
+
+def test_the_solutions_model_is_candidate_p(search):
+    # step 4's Analysis cites the search's records of "p" as runs of its own model
+    nb = json.loads((STEPS / "solution" / "step4.ipynb").read_text())
+    source = "".join("".join(c["source"]) for c in nb["cells"] if "model" in c["metadata"].get("tags", []))
+    scope = {}
+    exec(source.replace("model = Net()", ""), {"nn": nn, "kit": kit, "torch": __import__("torch")}, scope)
+    assert kit.count_parameters(scope["Net"]()) == kit.count_parameters(search.Candidate(search.SPECS["p"])) == 5_958
+
+
+def test_a_larger_models_accuracy_is_judged_apart_from_its_size(search):
+    run = {"parameters": 7_844, "last3": [99.49, 99.42, 99.41], "meets": False}
+    assert search.verdict(run) == "holds 99.4% (over 5,999 parameters)"
+    assert search.verdict({**run, "last3": [99.49, 99.42, 99.39]}).startswith("misses 99.4%")
+    assert search.verdict({**run, "parameters": 5_958, "meets": True}) == "meets the target"
