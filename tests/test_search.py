@@ -48,3 +48,17 @@ def test_a_larger_models_accuracy_is_judged_apart_from_its_size(search):
     assert search.verdict(run) == "holds 99.4% (over 5,999 parameters)"
     assert search.verdict({**run, "last3": [99.49, 99.42, 99.39]}).startswith("misses 99.4%")
     assert search.verdict({**run, "parameters": 5_958, "meets": True}) == "meets the target"
+
+
+def test_shards_share_the_runs_not_the_candidates(search):
+    runs = [(c, s) for c in ("y-rot", "z-rot") for s in range(1, 13)]
+    shares = [search.shard(runs, i, 6) for i in range(1, 7)]
+    assert all(len(share) == 4 for share in shares)  # two candidates keep six processes busy
+    assert sorted(r for share in shares for r in share) == sorted(runs)
+
+
+@pytest.mark.parametrize("bad", ["0/6", "7/6", "2", "a/b"])
+def test_a_bad_shard_is_named(search, bad, capsys):
+    with pytest.raises(SystemExit):
+        search.main(["y-rot", "--shard", bad, "--out", "/nonexistent/records.json"])
+    assert f"--shard {bad}: give I/N" in capsys.readouterr().err

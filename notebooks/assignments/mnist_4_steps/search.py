@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ SPECS = {
     # above the solution's six thousand: does capacity buy a margin on every seed?
     "y": "8 16 P t8 12 14 14 16p G",       # 7,844: the most under the extra credit's 8,000
     "z": "10 16 P t10 14 16 16 16p G",     # 9,930: the most under the assignment's 10,000
+    "s": "8 16 P t8 12 14 16 16p G",       # 8,388: between the two
+    "u": "10 16 P t10 12 14 16 16p G",     # 8,950
 }
 CANDIDATES = {f"{spec}-{recipe}": (spec, recipe) for spec in SPECS for recipe in RECIPES}
 
@@ -154,6 +157,12 @@ def train(name: str, seed: int, device: torch.device, quick: bool = False) -> di
                                        test_accs=h.column("test_acc"))}
 
 
+def shard(runs: list, i: int, n: int) -> list:
+    """The I-th of N parallel processes' share of the runs: every N-th from the I-th, so each has work while any
+    remains (a few candidates on many seeds spread as well as many candidates on one)."""
+    return runs[i - 1::n]
+
+
 def verdict(record: dict) -> str:
     """The run against the target, the accuracy apart from the size: a larger model is searched for comparison."""
     holds = min(record["last3"]) >= TARGET.target_test_acc
@@ -183,8 +192,9 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="store_true")
     p.add_argument("--all", action="store_true", help="every candidate under 6,000 parameters")
     p.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images: a dry run (records to --out only)")
-    p.add_argument("--shard", default="1/1", help="I/N: run every N-th candidate from the I-th (parallel processes)")
-    p.add_argument("--out", type=Path, help=f"records file (default: {RECORDS.relative_to(ROOT)})")
+    p.add_argument("--shard", default="1/1", help="I/N: of the runs (each candidate on each seed), every N-th from "
+                                                  "the I-th (parallel processes)")
+    p.add_argument("--out", type=Path, help="records file (default: reports/assignments/mnist_4_steps/search.json)")
     p.add_argument("--top", type=int, help="the N candidates whose worst last-3 accuracy on their first seed is "
                                            "highest (from the records), on --seeds")
     p.add_argument("--ranking", type=Path, help="the records --top ranks by (default: --out's)")
@@ -219,24 +229,24 @@ def main(argv=None) -> int:
     if args.all:
         args.candidates = [c for c, (spec, _) in CANDIDATES.items()
                            if kit.count_parameters(Candidate(SPECS[spec])) <= TARGET.max_parameters]
-    i, n = map(int, args.shard.split("/"))
-    args.candidates = args.candidates[i - 1::n]
     unknown = [c for c in args.candidates if c not in CANDIDATES]
     if unknown:
         print(f"unknown candidate(s) {unknown}; known: {', '.join(CANDIDATES)}", file=sys.stderr)
         return 1
     device = kit.pick_device(args.device)
-    for name in args.candidates:
-        for seed in args.seeds:
-            records = load()
-            where = kit.record.device_name(device)
-            if any(r["candidate"] == name and r["seed"] == seed and r["device"] == where for r in records):
-                continue
-            start = time.perf_counter()
-            r = train(name, seed, device, args.quick)
-            write_text(RECORDS, json.dumps(load() + [r], indent=1))
-            print(f"{name} seed {seed}: {r['parameters']:,} parameters, last 3 {r['last3']}, {verdict(r)} "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    i, n = (int(x) for x in args.shard.split("/")) if re.fullmatch(r"\d+/\d+", args.shard) else (0, 0)
+    if not 1 <= i <= n:
+        p.error(f"--shard {args.shard}: give I/N, this process's number I of N processes, 1 <= I <= N (e.g. 2/6)")
+    for name, seed in shard([(c, s) for c in args.candidates for s in args.seeds], i, n):
+        records = load()
+        where = kit.record.device_name(device)
+        if any(r["candidate"] == name and r["seed"] == seed and r["device"] == where for r in records):
+            continue
+        start = time.perf_counter()
+        r = train(name, seed, device, args.quick)
+        write_text(RECORDS, json.dumps(load() + [r], indent=1))
+        print(f"{name} seed {seed}: {r['parameters']:,} parameters, last 3 {r['last3']}, {verdict(r)} "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 
 
