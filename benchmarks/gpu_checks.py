@@ -149,12 +149,12 @@ SEEDS = (0, 1, 2)
 @check(GRAPH_LIKE_EAGER)
 def graph_like_eager(device, sets):
     """Same starts, same batches: the captured step must train as well as the eager one. Their numbers are not
-    bit for bit the same (cuDNN may choose other kernels during capture, and the captured update is the fused
-    one), and on a short run at a high rate such differences grow as far as another seed's: on an H200, two
-    epochs on 10,000 images ended at 96.85% eager and 94.17% captured from one seed. So each path trains from
-    SEEDS, and the captured runs' mean must come within a point of the eager runs' worst, their train loss
-    likewise; a step that trains badly (stale gradients, a stale rate) falls far below. The full-length bench
-    compares them over 15 epochs."""
+    bit for bit the same (cuDNN may choose other kernels during capture, and the captured update is kit.optim's),
+    so each path trains from SEEDS, and the captured runs' mean must come within a point of the eager runs' worst,
+    their train loss likewise. On an H200 this check caught a captured step whose momentum was fixed at capture
+    while the one-cycle schedule moves it: 94.17 to 95.48% captured against 96.42 to 96.85% eager, train loss
+    0.37 against 0.24 to 0.30 (the CPU, holding the momentum fixed the same way, gave 94.13 to 96.54% against
+    96.85 to 97.58%). The full-length bench compares them over 15 epochs."""
     runs = {graph: [fit(device, graph, sets, seed=seed) for seed in SEEDS] for graph in (False, True)}
     acc = {graph: [t.history[-1].test_acc for t in ts] for graph, ts in runs.items()}
     loss = {graph: [t.history[-1].train_loss for t in ts] for graph, ts in runs.items()}
@@ -292,9 +292,11 @@ def main() -> int:
                                         "checks": RESULTS}, indent=1, default=str))
     failed = [name for name, r in RESULTS.items() if not r["ok"]]
     print(f"{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))
-    # 2: the captured step itself is broken (it raised, or computes something else than the eager one): run
-    # without it. Two epochs that end apart at a high rate are not enough: rounding differences grow over a run.
-    broken = [n for n in failed if not RESULTS[n]["error"].startswith("AssertionError") or n == STEP_LIKE_EAGER]
+    # 2: the captured step itself is broken (it raised, computes something else than the eager one, or trains
+    # worse over seeds): run without it. A failed graph_like_eager was once read as rounding that grows over a
+    # run; it was the momentum a graph had fixed, and the batch it let through trained another recipe.
+    broken = [n for n in failed if not RESULTS[n]["error"].startswith("AssertionError")
+              or n in (STEP_LIKE_EAGER, GRAPH_LIKE_EAGER)]
     return 2 if broken else 1 if failed else 0
 
 

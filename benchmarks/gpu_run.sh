@@ -8,7 +8,7 @@
 #      9,930 parameters, seeds 1 to 12; $CANDIDATES and $SEARCH_SEEDS to choose others).
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
-# Phases 1 to 3 take at most 90 + 300 + 150 s: give the machine's command limit that much, plus installing.
+# Phases 1 to 3 take at most 75 + 300 + 200 s: give the machine's command limit that much, plus installing.
 # A second call can finish what a first one left: WORK=the folder it worked in (its archive unpacked, or the
 # same folder on a machine still held) and PHASES="batch bench" (any of checks, batch, bench, search); the batch
 # then runs only the notebooks without a good report there (--changed-only).
@@ -35,7 +35,7 @@ limit() { local s=$1; shift; [ "$quick" = "--quick" ] && s=$((s * 4)); timeout -
 { nvidia-smi 2>&1 || echo "no nvidia-smi"; $py -c "import torch; print('torch', torch.__version__)"; } >> "$work/machine.txt"
 if [[ $phases == *" checks "* ]]; then
   say "phase 1: CUDA checks"
-  limit "${CHECKS_S:-90}" $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 \
+  limit "${CHECKS_S:-75}" $py benchmarks/gpu_checks.py ${quick:+--quick} --out "$work/checks.json" 2>&1 \
     | tee "$work/checks.log"
   status=${PIPESTATUS[0]}
   # broken (2), or cut short before the check of the captured step passed: the batch does without the graph
@@ -62,7 +62,7 @@ fi
 
 if [[ $phases == *" bench "* ]]; then
   say "phase 3: the benchmark"
-  limit "${BENCH_S:-150}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
+  limit "${BENCH_S:-200}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
     | tee -a "$work/bench.log"
   archive
 fi

@@ -12,7 +12,7 @@ the exit status is 1 where any row does not hold.
 
 A rerun repeats a run exactly only on the same kind of device with the same
 thread count, library versions and speed settings (precision, memory format,
-CUDA graph, compilation). Elsewhere, accuracies are allowed to differ
+CUDA graph, compilation, the optimizer's code). Elsewhere, accuracies are allowed to differ
 by a tolerance (and the epoch of a best accuracy is not judged); the sheet
 says which, and how much.
 """
@@ -43,7 +43,9 @@ class Row:
 # the Result's rules beyond its claims, judged on a record the rerun can vouch for: every other number, and the
 # words for where the run ran
 BEYOND_CLAIMS = ("claims/untied", "claims/where")
-SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile")  # a Trainer's choices that change its numbers
+# a Trainer's choices that change its numbers; "optimizer" is the update's code (a captured step's kit GraphSGD,
+# or torch's fused SGD in records made before it)
+SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile", "optimizer")
 
 
 def _same_environment(a, b) -> bool:

@@ -29,6 +29,7 @@ from torch import nn
 
 from kit.callbacks import Callback
 from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError, epoch_line
+from kit.optim import GraphSGD, hold_on_device, keep_on_device
 
 OPTIMIZERS = ("sgd", "adam")
 CHECK_EVERY = 50  # steps between the host's looks at the device-side sums and NaN flag
@@ -198,13 +199,14 @@ class Trainer:
             if compile else model
         self.compiled = compile
         self.optimizer = self._optimizer(optimizer, lr, momentum, weight_decay)
-        self._lr = self.optimizer.param_groups[0]["lr"]  # a tensor when a CUDA graph reads it
+        self._held = hold_on_device(self.optimizer, self.device) if self.graph else {}
         self.callbacks = [c for c in (scheduler, *callbacks) if c is not None]
         for c in self.callbacks:
             if not isinstance(c, Callback):
                 raise TypeError(f"{c!r} is not a kit callback (kit.OneCycle, kit.StepLR, kit.EMA, kit.L1, "
                                 "kit.Distillation, or a subclass of kit.callbacks.Callback)")
             c.begin(self)
+        self._keep_on_device()  # a scheduler sets its first rate (and momentum) as numbers
         # step, first bad step (-1: none), its loss, loss sum, correct: kept on the device, read every CHECK_EVERY steps
         self._sums = torch.zeros(5, dtype=self._float, device=self.device)
         self._captured = self._static = self._compiled_shape = None
@@ -260,13 +262,12 @@ class Trainer:
         if isinstance(optimizer, torch.optim.Optimizer):
             return optimizer
         params = self.model.parameters()
-        # A captured graph reads the learning rate from a device tensor, which schedulers update in place.
-        rate = torch.tensor(float(lr), device=self.device) if self.graph else lr
+        # A captured graph reads the rate, the momentum and Adam's betas from device tensors (kit.optim)
         if optimizer == "sgd":
-            return torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=weight_decay,
-                                   **({"fused": True} if self.graph else {}))
+            return (GraphSGD if self.graph else torch.optim.SGD)(params, lr=lr, momentum=momentum,
+                                                                 weight_decay=weight_decay)
         if optimizer == "adam":
-            return torch.optim.Adam(params, lr=rate, weight_decay=weight_decay,
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
                                     **({"capturable": True} if self.graph else {}))
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
 
@@ -355,14 +356,12 @@ class Trainer:
     def _after_step(self) -> None:
         for c in self.callbacks:
             c.after_step(self)
-        self._keep_lr_tensor()
+        self._keep_on_device()
 
-    def _keep_lr_tensor(self) -> None:
-        """A scheduler that assigns a new rate instead of filling the tensor: copy it into the tensor the graph reads."""
-        group = self.optimizer.param_groups[0]
-        if self.graph and group["lr"] is not self._lr:
-            self._lr.fill_(float(group["lr"]))
-            group["lr"] = self._lr
+    def _keep_on_device(self) -> None:
+        """What a scheduler assigned as numbers, copied into the tensors a captured step reads."""
+        if self._held:
+            keep_on_device(self.optimizer, self._held)
 
     def _look(self, epoch: int, batches=None, seen: int = 0) -> tuple[float, float]:
         """The host's look at the device-side sums (one sync): raise at a non-finite loss; (loss sum, correct)."""
@@ -472,7 +471,7 @@ class Trainer:
             test_loss, test_acc = self.test_epoch(epoch)
             for c in self.callbacks:
                 c.after_epoch(self, test_loss)
-            self._keep_lr_tensor()
+            self._keep_on_device()
             record = EpochRecord(epoch, train_loss, train_acc, test_loss, test_acc, lr, time.perf_counter() - start)
             self.history.append(record)
             if self.verbose:

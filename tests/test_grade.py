@@ -155,6 +155,9 @@ def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     fresh = copy.deepcopy(theirs)
     fresh.environment = dataclasses.replace(fresh.environment, threads=fresh.environment.threads + 1)
     assert not _repeatable(theirs, fresh)
+    fresh = copy.deepcopy(theirs)
+    fresh.runs[0].settings["optimizer"] = "GraphSGD"  # another update's code: a captured step's against torch's SGD
+    assert not _repeatable(theirs, fresh)
 
 
 def test_a_clean_analysis_says_how_many_figures_were_judged(tmp_path):
