@@ -21,6 +21,21 @@ class Doubled(Callback):
         return 2 * loss
 
 
+class FrozenMomentum(Callback):
+    """The momentum of the third step for the rest of the run: what a captured step whose momentum was a number
+    computed (its graph keeps the number it captured while one-cycle moves the momentum)."""
+
+    steps = 0
+
+    def after_step(self, trainer):
+        self.steps += 1
+        group = trainer.optimizer.param_groups[0]
+        if self.steps == 3:
+            self.momentum = group["momentum"]
+        if self.steps >= 3:
+            group["momentum"] = self.momentum
+
+
 class EveryOther(Callback):
     """Every other step trains nothing: what a step that skips its update computes."""
 
@@ -31,12 +46,13 @@ class EveryOther(Callback):
         return loss * (self.steps % 2)
 
 
-def ten_steps(mnist_root, threads=1, callbacks=()):
+def some_steps(mnist_root, threads=1, callbacks=()):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         kit.set_seed(0)
-        train, test = kit.load("mnist", "train", mnist_root).subset(1280), kit.load("mnist", "test", mnist_root).subset(256)
+        train = kit.load("mnist", "train", mnist_root).subset(128 * gpu_checks.STEPS)
+        test = kit.load("mnist", "test", mnist_root).subset(256)
         loaders = kit.make_loaders((train, test), device="cpu", seed=0, batch_size=128)
         t = kit.Trainer(gpu_checks.solution_model()[0](), *loaders, epochs=1, lr=0.05, scheduler=kit.OneCycle(),
                         callbacks=list(callbacks), channels_last=True, verbose=False, progress=False)
@@ -48,12 +64,12 @@ def ten_steps(mnist_root, threads=1, callbacks=()):
 
 
 def test_update_gap_tells_rounding_from_a_broken_step(mnist_root):
-    start, reference = ten_steps(mnist_root)
-    assert gpu_checks.update_gap(start, reference, ten_steps(mnist_root)[1]) == 0  # the same run, bit for bit
-    rounding = gpu_checks.update_gap(start, reference, ten_steps(mnist_root, threads=2)[1])  # sums in another order
+    start, reference = some_steps(mnist_root)
+    assert gpu_checks.update_gap(start, reference, some_steps(mnist_root)[1]) == 0  # the same run, bit for bit
+    rounding = gpu_checks.update_gap(start, reference, some_steps(mnist_root, threads=2)[1])  # sums in another order
     assert 0 < rounding < LIMIT / 4
-    for broken in (Doubled(), EveryOther()):
-        assert gpu_checks.update_gap(start, reference, ten_steps(mnist_root, callbacks=[broken])[1]) > LIMIT * 1.5
+    for broken in (Doubled(), EveryOther(), FrozenMomentum()):
+        assert gpu_checks.update_gap(start, reference, some_steps(mnist_root, callbacks=[broken])[1]) > LIMIT * 1.5
 
 
 def test_a_captured_rate_is_the_eager_one_to_float32s_precision():
