@@ -9,14 +9,18 @@ host sync). torch's SGD takes its momentum only as a number; `GraphSGD` is the s
 from __future__ import annotations
 
 import torch
+from torch.optim.sgd import sgd
 
 HELD = ("lr", "momentum", "betas")  # what a scheduler may change during a run
 
 
 class GraphSGD(torch.optim.SGD):
-    """SGD with momentum (no dampening, no Nesterov) whose rate and momentum may be 0-d device tensors:
-    buffer = momentum * buffer + gradient (+ weight decay * weight), weight -= lr * buffer. A new buffer starts at
-    zero, so its first value is the first gradient, as in torch's SGD."""
+    """SGD with momentum (no dampening, no Nesterov) whose rate and momentum may be 0-d device tensors. The
+    momentum buffer is made with the same foreach operations as torch's SGD (buffer = momentum * buffer + gradient,
+    weight decay added to the gradient first; a new buffer starts at zero, so its first value is the first
+    gradient); the weights then move by torch's own SGD update without momentum (fused on a GPU, as the captured
+    step's update was before), lr times the buffer. So the arithmetic is torch's, only the momentum is read
+    from the device."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -32,7 +36,9 @@ class GraphSGD(torch.optim.SGD):
             buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
             torch._foreach_mul_(buffers, group["momentum"])
             torch._foreach_add_(buffers, grads)
-            torch._foreach_add_(params, torch._foreach_mul(buffers, group["lr"]), alpha=-1)
+            fused = params[0].is_cuda if group.get("fused") is None else group["fused"]
+            sgd(params, buffers, [], fused=fused, foreach=False if not fused else None, weight_decay=0.0,
+                momentum=0.0, lr=group["lr"], dampening=0.0, nesterov=False, maximize=False)
 
 
 def hold_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> dict:

@@ -4,6 +4,8 @@ A CUDA graph freezes every Python number its kernels were launched with. torch's
 number, so a captured one-cycle run kept the momentum it had at capture (about 0.95) while the schedule lowers it to
 0.85 at the peak rate: the same code trained another recipe on a GPU than on a CPU.
 """
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -43,13 +45,17 @@ def train(make, weight_decay):
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 5e-4])
-def test_graph_sgd_follows_the_schedules_momentum_as_torchs_sgd_does(weight_decay):
-    ours, our_momenta = train(GraphSGD, weight_decay)
-    theirs, their_momenta = train(torch.optim.SGD, weight_decay)
+@pytest.mark.parametrize("fused", [None, True])  # a GPU's update is torch's fused kernel: compared here on the CPU
+def test_graph_sgd_follows_the_schedules_momentum_as_torchs_sgd_does(weight_decay, fused):
+    ours, our_momenta = train(partial(GraphSGD, fused=fused), weight_decay)
+    theirs, their_momenta = train(partial(torch.optim.SGD, fused=fused), weight_decay)
     assert our_momenta == pytest.approx(their_momenta, abs=1e-7)
     assert min(their_momenta) < 0.86 < 0.94 < max(their_momenta)  # the schedule does move it
     for step, (a, b) in enumerate(zip(ours, theirs)):
-        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), f"step {step + 1}: {(a - b).abs().max()}"
+        # torch's arithmetic, bit for bit; the CPU's fused kernel makes the buffer with one rounding where the
+        # foreach operations take two (on an H200 the fused and the eager updates gave the same numbers)
+        same = torch.equal(a, b) if fused is None else torch.allclose(a, b, rtol=0, atol=1e-7)
+        assert same, f"step {step + 1}: {(a - b).abs().max()}"
 
 
 def test_a_momentum_fixed_at_capture_trains_another_model():
