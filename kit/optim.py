@@ -65,4 +65,3 @@ def keep_on_device(optimizer: torch.optim.Optimizer, held: dict) -> None:
         elif value is not tensor:
             tensor.fill_(float(value))
         group[key] = tensor
-
