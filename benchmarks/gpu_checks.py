@@ -8,7 +8,8 @@ Each check prints one line (ok / FAILED and what it measured) and the whole set 
 - schedulers, EMA, L1, distillation and Adam work inside a captured step, and the log's rate is the one trained with;
 - bf16 autocast keeps the norms in fp32;
 - where a training step's time goes (informational): wall and GPU-busy time per step, kernels per step, the
-  busiest kernels, and what the loader alone costs, for the captured step in bf16 and fp32 and the eager one.
+  busiest kernels, and what the loader alone costs, for the captured step in bf16, fp32 and fp32 NCHW and the eager
+  one.
 On a machine without CUDA, `--quick` runs the same checks on the CPU's eager path (a dry run of this script).
 Exit status: 0 all passed; 1 some check missed what it expects; 2 the captured step is broken: it raised, or it
 computes something else than the eager step (run with KIT_GRAPH=0).
@@ -242,6 +243,7 @@ def step_profile(device, sets):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     out = {}
     for name, options in (("graph bf16", dict(graph=True)), ("graph fp32", dict(graph=True, amp=False)),
+                          ("graph fp32 NCHW", dict(graph=True, amp=False, channels_last=False)),
                           ("eager", dict(graph=False))):
         if not cuda and options["graph"]:
             continue

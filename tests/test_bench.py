@@ -23,7 +23,7 @@ def test_bench_times_each_path_and_keeps_a_section_per_device(mnist_root, tmp_pa
 
 
 def test_bench_refuses_what_the_device_cannot_do(mnist_root):
-    for path in ("device + CUDA graph", "device + CUDA graph (fp32)"):
+    for path in ("device + CUDA graph", "device + CUDA graph (fp32)", "device + CUDA graph (fp32 NCHW)"):
         with pytest.raises(ValueError, match="CUDA-graph paths need a CUDA device"):
             bench("cpu", paths=[path], results=None)
     with pytest.raises(ValueError, match="unknown path"):
@@ -83,7 +83,7 @@ def test_the_bench_times_the_default_step_against_the_other_memory_format():
     cuda = default_paths(torch.device("cuda"))
     # cut short, a run keeps the default step's row and its ratio to the classic path, both of one process
     assert cuda[:2] == ["device + CUDA graph", "classic"] and cuda[-1] == "device + compile"
-    assert "device NCHW" in cuda and "device + CUDA graph (fp32)" in cuda
+    assert "device NCHW" in cuda and "device + CUDA graph (fp32)" in cuda and "device + CUDA graph (fp32 NCHW)" in cuda
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

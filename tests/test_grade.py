@@ -22,7 +22,7 @@ def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule
     done = grade(SOLUTION, tmp_path / "graded")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     sheet = (tmp_path / "graded" / "grade.md").read_text()
-    assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 5,958 |" in sheet
+    assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 9,930 |" in sheet
     assert (tmp_path / "graded" / "grade.csv").read_text().startswith("step,rule,held,claimed,measured,note")
 
     tampered = tmp_path / "tampered"
