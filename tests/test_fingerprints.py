@@ -6,6 +6,11 @@ cover what a notebook's numbers depend on: the data paths and their augmentation
 weights, the training step, the schedules, EMA, L1, label smoothing and distillation. When they change on
 purpose: bump kit.record.NUMBERS, run the reports again (`python -m kit run --changed-only`) and write new
 fingerprints with `KIT_UPDATE_FINGERPRINTS=1 python -m pytest tests/test_fingerprints.py`.
+
+They must hold on any x86 CPU CI may get. So no scenario trains with dropout: torch draws a CPU dropout mask with
+MKL's generator on an Intel CPU and with its own elsewhere, so one seed gives other masks on an AMD CPU (dropout is
+torch's; where the kit puts it, tests/test_models.py checks). And an accuracy may differ by an image: a prediction at a
+near tie flips with the last bit, where a loss moves by a rounding's worth.
 """
 import json
 import os
@@ -20,7 +25,11 @@ from conftest import make_imageset
 from kit.record import NUMBERS
 
 GOLDEN = Path(__file__).with_name("fingerprints.json")
-TOLERANCE = 1e-3  # relative: another CPU may round a little differently; a changed computation moves far more
+# relative, on losses, rates and sums: another CPU rounds a little differently (between the AVX2 and AVX-512 kernels
+# of one Intel CPU the distillation's test loss moved by 2.1e-3, the step scenario's by 7e-4, of a batch norm with
+# only 12 steps of running statistics); a changed computation moves far more
+TOLERANCE = 5e-3
+ACCURACY_TOLERANCE = 1.1  # points: one image of the 96-image set, two of the 192-image one
 
 
 def _train(model, data, *, epochs=2, batch=32, augment=None, lr=0.05, seed=0, **options):
@@ -37,8 +46,8 @@ def scenarios() -> dict[str, list[float]]:
     grey, rgb = make_imageset(n=192, size=28, classes=10), make_imageset(n=96, channels=3, size=32, classes=10)
     out = {}
     kit.set_seed(0)
-    _, out["step: batch norm, dropout, affine augmentation, one-cycle"] = _train(
-        kit.models.LighterNet(norm="batch", dropout=0.05), grey,
+    _, out["step: batch norm, affine augmentation, one-cycle"] = _train(
+        kit.models.LighterNet(norm="batch"), grey,
         augment=kit.Augment(rotation=7, translate=0.1, scale=(0.9, 1.1)), scheduler=kit.OneCycle(max_lr=0.1))
     kit.set_seed(0)
     teacher, out["callbacks: step schedule, EMA, L1, label smoothing"] = _train(
@@ -58,6 +67,15 @@ def scenarios() -> dict[str, list[float]]:
     return out
 
 
+def _differs(name: str, values: list[float], golden: list[float]) -> bool:
+    """A training scenario's values come five an epoch (train loss, train accuracy, test loss, test accuracy, rate)."""
+    if len(values) != len(golden):
+        return True
+    accuracy = lambda i: not name.startswith("initial weights") and i % 5 in (1, 3)  # noqa: E731
+    return any(abs(a - b) > (ACCURACY_TOLERANCE if accuracy(i) else TOLERANCE * max(abs(b), 1e-3))
+               for i, (a, b) in enumerate(zip(values, golden)))
+
+
 def test_training_computes_what_the_reports_were_made_with():
     got = scenarios()
     if os.environ.get("KIT_UPDATE_FINGERPRINTS") == "1":
@@ -65,8 +83,7 @@ def test_training_computes_what_the_reports_were_made_with():
         pytest.skip(f"wrote {GOLDEN.name}")
     golden = json.loads(GOLDEN.read_text())
     changed = [name for name, values in got.items() if name not in golden["scenarios"] or
-               len(values) != len(golden["scenarios"][name]) or
-               any(abs(a - b) > TOLERANCE * max(abs(b), 1e-3) for a, b in zip(values, golden["scenarios"][name]))]
+               _differs(name, values, golden["scenarios"][name])]
     assert not changed, (
         f"training now computes other numbers ({', '.join(changed)}). If that is meant: bump kit.record.NUMBERS "
         f"(now {NUMBERS}), run the reports again and write new fingerprints (see this module's docstring)")

@@ -131,3 +131,19 @@ def test_xavier_init_bounds_the_weights_and_zeroes_the_biases():
     bound = (6 / 150) ** 0.5
     assert layer.weight.abs().max() <= bound and layer.weight.abs().max() > 0.8 * bound
     assert torch.count_nonzero(layer.bias) == 0
+
+
+def test_dropout_comes_last_in_a_block_and_only_while_training():
+    # the fingerprints train without dropout (its CPU masks differ by CPU vendor); where the block puts it is pinned here
+    block = ConvBlock(2, 4, padding=1, dropout=0.5)
+    x = torch.randn(3, 2, 6, 6)
+    block.eval()
+    kept = block(x)
+    assert torch.equal(kept, block.dropout(block.activation(block.norm(block.conv(x)))))
+    assert torch.equal(kept, nn.ReLU()(block.norm(block.conv(x))))  # no dropout at test time
+    block.train()
+    torch.manual_seed(0)
+    y = block(x)
+    after = y[y != 0] / 2  # dropout after the activation: what survives is an active output, scaled by 1 / (1 - p)
+    assert (after > 0).all() and 0 < (y == 0).float().mean() < 1
+    assert type(ConvBlock(2, 4).dropout) is nn.Identity  # no dropout unless asked for
