@@ -49,7 +49,7 @@ SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile", "optimizer")
 
 
 def _same_environment(a, b) -> bool:
-    keys = ("device_name", "threads", "torch", "numbers")
+    keys = ("device_name", "threads", "torch", "numbers") + (("cpu_kernels",) if a and a.device == "cpu" else ())
     return a is not None and b is not None and all(getattr(a, k) == getattr(b, k) for k in keys)
 
 

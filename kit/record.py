@@ -109,6 +109,9 @@ class Environment:
     platform: str
     kit_code: dict = field(default_factory=dict)  # module -> hash of its source
     numbers: int = 1  # NUMBERS when the run was made
+    # torch's CPU kernels ("AVX512", "AVX2"): two CPUs of one model name may run other kernels, and so differ in
+    # their last bits; "" in records made before the kit recorded it
+    cpu_kernels: str = ""
 
     @classmethod
     def here(cls, device) -> Environment:
@@ -123,13 +126,14 @@ class Environment:
                    python=platform.python_version(), torch=torch.__version__, torchvision=torchvision.__version__,
                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if device.type == "cuda" else None,
                    kit=kit.__version__, platform=f"{platform.system()} {platform.machine()}", kit_code=kit_hashes(),
-                   numbers=NUMBERS)
+                   numbers=NUMBERS, cpu_kernels=torch.backends.cpu.get_cpu_capability())
 
     def describe(self) -> str:
         """One line for a report: the device, then every version a rerun must match (the CUDA torch was built for)."""
         cuda = f"CUDA {self.cuda}" if self.cuda else "no CUDA"
         cudnn = f", cuDNN {self.cudnn}" if self.cudnn else ""
-        return (f"{self.device_name} ({self.device}), {self.threads} CPU thread{'s' * (self.threads != 1)}; "
+        kernels = f", {self.cpu_kernels} kernels" if self.cpu_kernels and self.device == "cpu" else ""
+        return (f"{self.device_name} ({self.device}), {self.threads} CPU thread{'s' * (self.threads != 1)}{kernels}; "
                 f"torch {self.torch} ({cuda}{cudnn}), torchvision {self.torchvision}, Python {self.python}, kit {self.kit}")
 
 

@@ -158,6 +158,13 @@ def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     fresh = copy.deepcopy(theirs)
     fresh.runs[0].settings["optimizer"] = "GraphSGD"  # another update's code: a captured step's against torch's SGD
     assert not _repeatable(theirs, fresh)
+    # one CPU model name, other kernels (AVX2 against AVX-512), or a record that does not say which ran
+    theirs.environment = dataclasses.replace(theirs.environment, cpu_kernels="AVX512")
+    fresh = copy.deepcopy(theirs)
+    assert _repeatable(theirs, fresh)
+    for kernels in ("AVX2", ""):
+        fresh.environment = dataclasses.replace(theirs.environment, cpu_kernels=kernels)
+        assert not _repeatable(theirs, fresh)
 
 
 def test_a_clean_analysis_says_how_many_figures_were_judged(tmp_path):

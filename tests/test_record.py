@@ -191,6 +191,8 @@ def test_the_environment_says_what_produced_a_run():
     assert env.device == "cpu" and env.device_name and f"torch {torch.__version__}" in text and "thread" in text
     assert f"torchvision {torchvision.__version__}" in text and f"Python {platform.python_version()}" in text
     assert (f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA") in text
+    # the CPU's kernels, which its model name does not always tell ("Intel Xeon Processor" runs AVX2 or AVX-512)
+    assert env.cpu_kernels == torch.backends.cpu.get_cpu_capability() and f"{env.cpu_kernels} kernels" in text
 
 
 def test_the_package_has_one_version_the_one_records_name():
