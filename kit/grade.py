@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
             fresh = _fresh_record(fresh_path, started)
             ran = read_notebook(fresh_path.with_name(f"{path.stem}.ipynb"))
         except (RecordError, OSError, ValueError) as e:
-            rows.append(Row(step, "grade/run", False, note=f"the notebook did not run to its record: {e}"))
+            rows.append(Row(step, "grade/run", False, note=_why_not_run(fresh_path, started, e)))
             continue
         where = f"ran on {fresh.environment.device_name}" if fresh.environment else ""
         rows.append(Row(step, "grade/run", True, note=where))
@@ -212,6 +213,20 @@ def _fresh_record(path: Path, started: float):
     if path.exists() and path.stat().st_mtime < started:
         raise RecordError(f"{path} is from an earlier run: this one did not finish")
     return Record.load(path)
+
+
+def _why_not_run(record_path: Path, started: float, error: Exception) -> str:
+    """What the sheet says of a step whose rerun wrote no record: the error the notebook stopped at, where this
+    rerun left one (its cell and exception), else what was wrong with the record."""
+    failed = record_path.with_name(record_path.name.replace(".metrics.json", ".failed.json"))
+    try:
+        if failed.stat().st_mtime >= started:
+            said = json.loads(failed.read_text()).get("error") or ""
+            if said.strip():
+                return f"the rerun stopped at {said.strip().splitlines()[0]}"
+    except (OSError, ValueError, AttributeError):
+        pass
+    return f"the notebook did not run to its record: {error}"
 
 
 def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, started: float) -> list[Row]:

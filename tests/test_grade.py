@@ -64,7 +64,8 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     done = grade(sub, tmp_path / "graded")
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert done.returncode == 1 and "| step3.ipynb | grade/run | **no** |" in sheet
-    assert "from an earlier run" in sheet
+    # the sheet names the cell and the error the rerun stopped at, never the record an earlier grade left
+    assert "the rerun stopped at cell" in sheet and "RuntimeError: broken" in sheet
 
 
 def test_where_the_rerun_repeats_the_run_every_figure_must_be_the_fresh_runs(tmp_path, mnist_root):
