@@ -7,6 +7,9 @@
 #   4. only with SEARCH=1: the search's runs on seeds 1 to 12 of the solution's model (z-rot, 9,930 parameters)
 #      and of three others of 7,844 to 8,950 ($CANDIDATES and $SEARCH_SEEDS to choose others): does the
 #      solution hold the target on the GPU's seeds as it does on the CPU's?
+# The batch and the search run their notebooks under CUDA MPS where the machine has it (MPS=0: never), so that
+# the kernels of several processes run side by side instead of taking turns on the GPU; a probe that cannot reach
+# the GPU through it turns it off again, and the checks and the bench always run without it.
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
 # Phases 1 to 3 take at most 75 + 300 + 200 s: give the machine's command limit that much, plus installing.
@@ -50,14 +53,49 @@ if [ -f "$work/eager" ]; then
   say "a CUDA-graph check failed: the batch and the search run eager (KIT_GRAPH=0)"
 fi
 
+# CUDA MPS: the control daemon's pipes in a folder of this run's (outside the archive), its log in the archive,
+# the GPU's own settings untouched; the daemon quits when its phase ends and on every exit
+mps_on() {
+  [ "${MPS:-1}" = 1 ] && [ "$device" = cuda ] && command -v nvidia-cuda-mps-control > /dev/null || return 1
+  export CUDA_MPS_PIPE_DIRECTORY="$(mktemp -d /tmp/kit-mps.XXXXXX)" CUDA_MPS_LOG_DIRECTORY="$work/mps-log"
+  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  # the probe: a cuDNN convolution and a CUDA graph's replay through the MPS server
+  if nvidia-cuda-mps-control -d && timeout 45 $py -c "
+import torch
+x = torch.ones(1, 1, 8, 8, device='cuda')
+y = torch.nn.functional.conv2d(x, torch.ones(1, 1, 3, 3, device='cuda'))
+g = torch.cuda.CUDAGraph()
+with torch.cuda.graph(g):
+    z = x * 2
+g.replay()
+assert y.sum().item() == 324 and z.sum().item() == 128"; then
+    say "CUDA MPS on: the notebooks' kernels share the GPU side by side"
+    return 0
+  fi
+  say "CUDA MPS did not start or could not reach the GPU: the notebooks take turns on the GPU"
+  mps_off
+  return 1
+}
+mps_off() {
+  if [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ]; then
+    echo quit | timeout 20 nvidia-cuda-mps-control > /dev/null 2>&1
+    unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+  fi
+}
+trap mps_off EXIT
+
 if [[ $phases == *" batch "* ]]; then
   say "phase 2: the batch of notebooks"
+  jobs=${JOBS:-8}
+  # under MPS a notebook's kernels do not wait for another's: every notebook starts at once
+  mps_on && echo "CUDA MPS: on for the batch" >> "$work/machine.txt" && jobs=${JOBS:-16}
   again=""
   [ -d "$work/reports" ] && again="--changed-only"  # a second call: only what has no good report yet
   # --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
-  limit "${BATCH_S:-300}" $py -m kit run notebooks --device auto --jobs "${JOBS:-8}" --out "$work/reports" \
+  limit "${BATCH_S:-300}" $py -m kit run notebooks --device auto --jobs "$jobs" --out "$work/reports" \
     ${quick:+--quick} $again 2>&1 | tee -a "$work/batch.log"
   say "batch ended: status ${PIPESTATUS[0]}"
+  mps_off
   archive
 fi
 
@@ -76,11 +114,13 @@ read -ra candidates <<< "${CANDIDATES:-z-rot y-rot s-rot u-rot}"
 read -ra seeds <<< "${SEARCH_SEEDS:-1 2 3 4 5 6 7 8 9 10 11 12}"
 say "phase 4: the search: ${candidates[*]} on seeds ${seeds[*]}"
 shards=${SHARDS:-6}
+mps_on && echo "CUDA MPS: on for the search" >> "$work/machine.txt"
 for i in $(seq 1 "$shards"); do
   limit "${SEARCH_S:-150}" $py notebooks/assignments/mnist_4_steps/search.py "${candidates[@]}" --seeds "${seeds[@]}" --device "$device" \
     --shard "$i/$shards" --out "$work/search/shard-$i.json" ${quick:+--quick} > "$work/search/shard-$i.log" 2>&1 &
 done
 wait
+mps_off
 $py notebooks/assignments/mnist_4_steps/search.py --merge "$work"/search/shard-*.json --out "$work/search/search.json"
 $py notebooks/assignments/mnist_4_steps/search.py --table --out "$work/search/search.json" | tail -n +3
 archive
