@@ -79,6 +79,7 @@ assert y.sum().item() == 324 and z.sum().item() == 128"; then
 mps_off() {
   if [ -n "${CUDA_MPS_PIPE_DIRECTORY:-}" ]; then
     echo quit | timeout 20 nvidia-cuda-mps-control > /dev/null 2>&1
+    rm -rf "$CUDA_MPS_PIPE_DIRECTORY"
     unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
   fi
 }

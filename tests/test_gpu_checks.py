@@ -1,5 +1,6 @@
 """benchmarks/gpu_checks.py's measure of a broken captured step, tried on the CPU: rounding stays well inside
-its limit, a step that computes something else lands well outside it."""
+its limit, a step that computes something else lands well outside it. And benchmarks/gpu_run.sh's choice of CUDA
+MPS for the batch, with stand-ins for python and the MPS control daemon."""
 import sys
 from pathlib import Path
 
@@ -78,3 +79,40 @@ def test_a_captured_rate_is_the_eager_one_to_float32s_precision():
     assert not gpu_checks.same_rate(eager, 0.0024759683292359114, captured=False)  # eager against eager: exact
     assert gpu_checks.same_rate(eager, eager, captured=False)
     assert not gpu_checks.same_rate(eager, 0.0025, captured=True)  # a stale or other rate
+
+
+def _gpu_run_batch(tmp_path, probe_ok: bool, **env) -> tuple[str, str]:
+    """benchmarks/gpu_run.sh's batch phase with stand-ins for python and the MPS control daemon: what it asked of
+    each (the stand-in python fails the MPS probe unless `probe_ok`)."""
+    import os
+    import subprocess
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").write_text(f'#!/bin/bash\necho "$*" >> {tmp_path}/python.log\n'
+                                 f'[ "$1" = -c ] && exit {0 if probe_ok else 1}\nexit 0\n')
+    (bin_ / "nvidia-cuda-mps-control").write_text(
+        f'#!/bin/bash\nwhat="$*"; [ -z "$what" ] && read -r what\necho "$what $CUDA_MPS_PIPE_DIRECTORY" >> '
+        f'{tmp_path}/mps.log\n')
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["bash", "benchmarks/gpu_run.sh", str(tmp_path / "out")], cwd=root, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}",
+                                                      "PYTHON": "python", "PHASES": "batch",
+                                                      "WORK": str(tmp_path / "work"), **env})
+    assert done.returncode == 0, done.stderr
+    mps = (tmp_path / "mps.log").read_text() if (tmp_path / "mps.log").exists() else ""
+    return (tmp_path / "python.log").read_text(), mps
+
+
+def test_the_gpu_batch_runs_under_mps_only_where_a_probe_reaches_the_gpu_through_it(tmp_path):
+    calls, mps = _gpu_run_batch(tmp_path / "on", probe_ok=True)
+    assert "-m kit run notebooks --device auto --jobs 16" in calls  # every notebook at once
+    started, quit_ = mps.splitlines()
+    assert started.startswith("-d /tmp/kit-mps.") and quit_ == "quit " + started.split()[1]  # quit when it ends
+    calls, mps = _gpu_run_batch(tmp_path / "off", probe_ok=False)
+    assert "-m kit run notebooks --device auto --jobs 8" in calls  # the probe failed: turns on the GPU, 8 at a time
+    assert [line.split()[0] for line in mps.splitlines()] == ["-d", "quit"]
+    calls, mps = _gpu_run_batch(tmp_path / "never", probe_ok=True, MPS="0")
+    assert "--jobs 8" in calls and mps == ""
