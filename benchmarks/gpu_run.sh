@@ -12,7 +12,9 @@
 # the GPU through it turns it off again, and the checks and the bench always run without it.
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
-# Phases 1 to 3 take at most 75 + 300 + 200 s: give the machine's command limit that much, plus installing.
+# Phases 1 to 3 end within TOTAL_S (540 s by default) of the script's start: the bench gets what the checks and
+# the batch left (at least 200 s, unless BENCH_S says otherwise); give the machine's command limit that, plus
+# installing.
 # A second call can finish what a first one left: WORK=the folder it worked in (its archive unpacked, or the
 # same folder on a machine still held) and PHASES="batch bench" (any of checks, batch, bench, search); the batch
 # then runs only the notebooks without a good report there (--changed-only).
@@ -101,8 +103,10 @@ if [[ $phases == *" batch "* ]]; then
 fi
 
 if [[ $phases == *" bench "* ]]; then
-  say "phase 3: the benchmark"
-  limit "${BENCH_S:-200}" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
+  left=$(( ${TOTAL_S:-540} - (SECONDS - start) ))
+  bench_s=${BENCH_S:-$(( left > 200 ? left : 200 ))}
+  say "phase 3: the benchmark, within $bench_s s"
+  limit "$bench_s" $py -m kit bench --device "$device" --out "$work/RESULTS.md" ${quick:+--quick} 2>&1 \
     | tee -a "$work/bench.log"
   archive
 fi

@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--out is given)")
     b.add_argument("--paths", help="comma-separated paths to time (default: all that the device has), from: "
                                    "classic, device, device NCHW, device channels_last, device + CUDA graph, "
-                                   "device + CUDA graph (fp32), device + CUDA graph (fp32 NCHW), device + compile")
+                                   "device + CUDA graph (fp32), device + CUDA graph (fp32 NCHW), device + compile, "
+                                   "device + compile + CUDA graph")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--limit", type=int, help="use only the first LIMIT training images")
     b.add_argument("--quick", action="store_true", help="1 epoch on 2,000 images, nothing recorded: does it run?")

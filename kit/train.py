@@ -142,7 +142,9 @@ class Trainer:
     (`python -m kit bench`): `amp` (bf16 autocast with the norms in fp32, CUDA),
     `channels_last` (memory format of model and input: `default_channels_last`), `graph` (capture the step as a
     CUDA graph, CUDA only) and `compile` (torch.compile of the model; off by default,
-    since its one-time cost outweighs its gain on a 15-epoch run).
+    since its one-time cost outweighs its gain on a 15-epoch run). On CUDA, `compile=True` alone compiles in
+    torch's CUDA-graph mode, which graphs the model's forward and backward; `compile=True, graph=True` compiles for
+    fused kernels only and captures the whole step (update and running sums too) in the trainer's own graph.
     """
 
     # the trainers fitted in this process, oldest first; held (not weakly) until kit.setup forgets them, so a
@@ -195,8 +197,9 @@ class Trainer:
             # inductor's CPU path looks for a CUDA toolkit too, and where a toolkit folder sits on a machine without
             # a GPU it logs "No CUDA runtime is found": nothing a CPU run needs to hear
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        self._forward = torch.compile(model, mode="reduce-overhead" if self.device.type == "cuda" else "default") \
-            if compile else model
+        # the trainer's own graph captures the compiled kernels: torch's CUDA-graph mode would nest a second graph
+        mode = "reduce-overhead" if self.device.type == "cuda" and not self.graph else "default"
+        self._forward = torch.compile(model, mode=mode) if compile else model
         self.compiled = compile
         self.optimizer = self._optimizer(optimizer, lr, momentum, weight_decay)
         self._held = hold_on_device(self.optimizer, self.device) if self.graph else {}
@@ -254,8 +257,8 @@ class Trainer:
             return self.device.type == "cuda" and not compile and ours and os.environ.get("KIT_GRAPH") != "0"
         if graph and self.device.type != "cuda":
             raise ValueError(f"graph=True captures the step as a CUDA graph; this trainer runs on {self.device}")
-        if graph and (compile or not ours):
-            raise ValueError("graph=True needs the trainer's own optimizer ('sgd' or 'adam') and compile=False")
+        if graph and not ours:
+            raise ValueError("graph=True needs the trainer's own optimizer ('sgd' or 'adam')")
         return bool(graph)
 
     def _optimizer(self, optimizer, lr, momentum, weight_decay):
@@ -298,7 +301,7 @@ class Trainer:
         """One training step on the device, with no host sync (so it can be captured as a CUDA graph)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.compiled and self.device.type == "cuda":
+        if self.compiled and self.device.type == "cuda" and not self.graph:
             torch.compiler.cudagraph_mark_step_begin()  # a new training step: the last one's outputs may be reused
         # forward
         with self.autocast():
@@ -319,24 +322,27 @@ class Trainer:
         s[3].add_(loss * y.shape[0])
         s[4].add_((logits.argmax(1) == y).sum())
 
+    def _eager_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """A step outside any graph; a compiled model's odd-sized last batch runs uncompiled (no recompile)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.compiled and self._compiled_shape not in (None, x.shape):
+            forward, self._forward = self._forward, self.model
+            self._step(x, y)
+            self._forward = forward
+        else:
+            self._compiled_shape = x.shape
+            self._step(x, y)
+
     def _train_on(self, x: torch.Tensor, y: torch.Tensor) -> None:
         if not self.graph:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.compiled and self._compiled_shape not in (None, x.shape):
-                forward, self._forward = self._forward, self.model  # an odd-sized last batch: eager, no recompile
-                self._step(x, y)
-                self._forward = forward
-            else:
-                self._compiled_shape = x.shape
-                self._step(x, y)
+            self._eager_step(x, y)
             return
         if self._captured is None and self._warmup > 0:  # real steps, on a side stream as capture wants
             self._warmup -= 1
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                self.optimizer.zero_grad(set_to_none=True)
-                self._step(x, y)
+                self._eager_step(x, y)  # a compiled model compiles here, before the capture
             torch.cuda.current_stream().wait_stream(side)
             return
         if self._captured is None:
@@ -346,8 +352,7 @@ class Trainer:
             with torch.cuda.graph(self._captured):
                 self._step(*self._static)
         if x.shape != self._static[0].shape:  # the last, smaller batch of an epoch: one eager step
-            self.optimizer.zero_grad(set_to_none=True)
-            self._step(x, y)
+            self._eager_step(x, y)
             return
         self._static[0].copy_(x)
         self._static[1].copy_(y)

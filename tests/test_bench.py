@@ -23,11 +23,22 @@ def test_bench_times_each_path_and_keeps_a_section_per_device(mnist_root, tmp_pa
 
 
 def test_bench_refuses_what_the_device_cannot_do(mnist_root):
-    for path in ("device + CUDA graph", "device + CUDA graph (fp32)", "device + CUDA graph (fp32 NCHW)"):
+    from kit.bench import PATHS
+
+    for path in (p for p, options in PATHS.items() if options.get("graph")):
         with pytest.raises(ValueError, match="CUDA-graph paths need a CUDA device"):
             bench("cpu", paths=[path], results=None)
     with pytest.raises(ValueError, match="unknown path"):
         bench("cpu", paths=["warp"], results=None)
+
+
+def test_the_command_line_names_every_path():
+    import kit.__main__ as cli
+    from kit.bench import PATHS
+
+    bench_help = " ".join(cli.build_parser()._subparsers._group_actions[0].choices["bench"].format_help().split())
+    listed = {p.strip() for p in bench_help.split("from: ", 1)[1].split(" --seed")[0].split(",")}
+    assert listed == set(PATHS)
 
 
 @pytest.mark.parametrize("options, words", [
@@ -84,6 +95,8 @@ def test_the_bench_times_the_default_step_against_the_other_memory_format():
     # cut short, a run keeps the default step's row and its ratio to the classic path, both of one process
     assert cuda[:2] == ["device + CUDA graph", "classic"] and cuda[-1] == "device + compile"
     assert "device NCHW" in cuda and "device + CUDA graph (fp32)" in cuda and "device + CUDA graph (fp32 NCHW)" in cuda
+    assert cuda[2] == "device + compile + CUDA graph"  # the step fused and captured whole: next after the ratio's base
+    assert "device + compile + CUDA graph" not in default_paths(torch.device("cpu"))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

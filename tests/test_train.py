@@ -296,8 +296,9 @@ def test_cpu_defaults_are_fp32_without_a_graph_channels_last_on_one_thread_only(
     finally:
         torch.set_num_threads(threads)
     assert default_channels_last(torch.device("cuda")) and not default_channels_last(torch.device("mps"))
-    with pytest.raises(ValueError, match="CUDA graph"):
-        trainer(graph=True)
+    for compiled in (False, True):  # the trainer's own graph, around a compiled model or not, is CUDA's
+        with pytest.raises(ValueError, match="CUDA graph"):
+            trainer(graph=True, compile=compiled)
 
 
 def test_channels_last_off_gives_the_same_training():
