@@ -16,7 +16,7 @@ schedule) for its 15 epochs, on each path in turn, in one process, on one device
 - device + CUDA graph (fp32 NCHW): and in NCHW too: in fp32, cuDNN converts channels_last maps for some
   of its kernels (the CUDA checks' profile), and in bf16 it pads their few channels for the tensor cores;
 - device + compile (torch.compile): the model compiled (on CUDA in its CUDA-graph mode), its
-  one-time cost counted in the first epoch and in the total;
+  one-time cost counted in the first epoch and in the total, with caches as cold as a first run's;
 - device + compile + CUDA graph: the model compiled for fused kernels only, and the whole step captured in
   the trainer's own graph (CUDA only): a captured step replays some 250 small kernels, and fusing them is
   what is left to gain once the host no longer launches them one by one.
@@ -30,7 +30,9 @@ from __future__ import annotations
 import ast
 import json
 import os
+import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,8 +106,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+@contextmanager
+def cold_compile():
+    """A compiled path pays torch.compile's whole one-time cost, as a first run does: inductor's caches (and
+    Triton's, inside them) point at a fresh folder, so no graph or kernel compiled by an earlier path or process
+    is found."""
+    from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+
+    triton = os.environ.pop("TRITON_CACHE_DIR", None)  # else Triton keeps its own folder
+    try:
+        with tempfile.TemporaryDirectory(prefix="kit-bench-compile-") as folder, temporary_cache_dir(folder):
+            yield
+    finally:
+        if triton is not None:
+            os.environ["TRITON_CACHE_DIR"] = triton
+
+
 def time_path(name: str, train_set, test_set, *, device: torch.device, epochs: int, seed: int, mean, std,
               net: type[nn.Module], lr: float) -> Timing:
+    with cold_compile() if PATHS[name].get("compile") else nullcontext():
+        return _time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed, mean=mean, std=std,
+                          net=net, lr=lr)
+
+
+def _time_path(name: str, train_set, test_set, *, device: torch.device, epochs: int, seed: int, mean, std,
+               net: type[nn.Module], lr: float) -> Timing:
     options = dict(PATHS[name])
     path = options.pop("path")
     _sync(device)

@@ -1,5 +1,6 @@
 """`python -m kit bench` times the paths and records what it measured (it asserts no speed)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -133,3 +134,19 @@ def test_a_row_measured_on_another_case_leaves_the_section(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "2 row(s) measured on another case dropped (device NCHW of then, device + compile of then)" in said
     assert "| device NCHW |" not in out.read_text()
+
+
+def test_a_compiled_path_finds_no_kernel_an_earlier_run_compiled(monkeypatch, tmp_path):
+    import os
+
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from kit.bench import cold_compile
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "warm"))
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "warm-triton"))
+    with cold_compile():
+        inside = cache_dir()
+        assert Path(inside).is_dir() and Path(inside) != tmp_path / "warm" and "TRITON_CACHE_DIR" not in os.environ
+    assert not Path(inside).exists()  # the fresh caches go with the path's run
+    assert cache_dir() == str(tmp_path / "warm") and os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "warm-triton")
