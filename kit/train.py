@@ -141,10 +141,11 @@ class Trainer:
     Speed settings, each defaulting to what measured faster on that kind of device
     (`python -m kit bench`): `amp` (bf16 autocast with the norms in fp32, CUDA),
     `channels_last` (memory format of model and input: `default_channels_last`), `graph` (capture the step as a
-    CUDA graph, CUDA only) and `compile` (torch.compile of the model; off by default,
-    since its one-time cost outweighs its gain on a 15-epoch run). On CUDA, `compile=True` alone compiles in
-    torch's CUDA-graph mode, which graphs the model's forward and backward; `compile=True, graph=True` compiles for
-    fused kernels only and captures the whole step (update and running sums too) in the trainer's own graph.
+    CUDA graph, CUDA only) and `compile` (torch.compile of the model; off by default: over a 15-epoch run,
+    its one-time cost included, it paid on one CPU and not on another, nor on an H200). On CUDA, `compile=True`
+    alone compiles in torch's CUDA-graph mode, which graphs the model's forward and backward; `compile=True,
+    graph=True` compiles for fused kernels only and captures the whole step (update and running sums too) in the
+    trainer's own graph.
     """
 
     # the trainers fitted in this process, oldest first; held (not weakly) until kit.setup forgets them, so a
