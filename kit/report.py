@@ -40,7 +40,9 @@ def collect(out: Path) -> list[dict]:
         status = ("failed" + (" (the last good report is kept)" if run else "")) if failed else ("ok" if run else "—")
         error = (failed or {}).get("error", "").splitlines()[0] if failed else problem
         env = record.environment if record else None
-        common = {"notebook": f"{stem}.ipynb", "quick": bool(record and record.quick), "status": status, "error": error,
+        # a record's flag where it has one (the numbers shown are its), else the failed run's own
+        quick = record.quick if record else bool((failed or {}).get("quick"))
+        common = {"notebook": f"{stem}.ipynb", "quick": quick, "status": status, "error": error,
                   "device": env.device_name if env else (run or {}).get("device"),
                   "notebook_seconds": (run or {}).get("seconds"),
                   "environment": env.describe() if env else None}

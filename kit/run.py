@@ -369,7 +369,7 @@ def _finish(job: _Job, timed_out: bool, kind: str, home: Path | None = None, qui
         outcome.device = kind
     else:
         outcome = Outcome(job.notebook.name, "failed", seconds, kind, error=_death(job))
-    outcome.inputs, outcome.run_id = job.inputs, job.run_id
+    outcome.inputs, outcome.run_id, outcome.quick = job.inputs, job.run_id, quick
     stem, folder = job.notebook.stem, job.folder
     if outcome.status == "ok":  # stage the run record too, then swap the whole report in
         # the times of earlier runs on other kinds of device stay, from the usual report if this folder is new

@@ -35,6 +35,7 @@ class Outcome:
     inputs: str = ""  # hash of what the run depended on, for --changed-only
     run_id: str = ""
     timings: dict = field(default_factory=dict)  # kind of device -> seconds of the last good run there
+    quick: bool = False  # a smoke run: a failure says so too, with no record to say it
 
 
 class Echo:

@@ -63,6 +63,7 @@ def test_run_reports_failures_keeps_going_and_writes_the_table(folder, tmp_path)
     rows = {r["notebook"]: r for r in json.loads((out / "results.json").read_text())}
     assert rows["a_good.ipynb"]["status"] == "ok" and rows["a_good.ipynb"]["parameters"] == 7416
     assert rows["b_bad.ipynb"]["status"] == "failed" and "ValueError" in rows["b_bad.ipynb"]["error"]
+    assert rows["b_bad.ipynb"]["quick"] is True  # a failed smoke run is still a smoke run
     table = (out / "README.md").read_text()
     assert "| [a_good.ipynb](a_good.ipynb) *quick: toy* | 7,416 |" in table and "b_bad.ipynb" in table
 
