@@ -89,8 +89,11 @@ def _gpu_run_batch(tmp_path, probe_ok: bool, **env) -> tuple[str, str]:
 
     bin_ = tmp_path / "bin"
     bin_.mkdir(parents=True)
-    (bin_ / "python").write_text(f'#!/bin/bash\necho "$*" >> {tmp_path}/python.log\n'
-                                 f'[ "$1" = -c ] && exit {0 if probe_ok else 1}\nexit 0\n')
+    # the stand-in `kit run` fails under MPS where FAIL_UNDER_MPS=1
+    (bin_ / "python").write_text(f'#!/bin/bash\necho "$*${{CUDA_MPS_PIPE_DIRECTORY:+ (MPS)}}" >> {tmp_path}/python.log\n'
+                                 f'[ "$1" = -c ] && exit {0 if probe_ok else 1}\n'
+                                 '[ -n "$CUDA_MPS_PIPE_DIRECTORY" ] && [ "${FAIL_UNDER_MPS:-0}" = 1 ] && exit 1\n'
+                                 'exit 0\n')
     (bin_ / "nvidia-cuda-mps-control").write_text(
         f'#!/bin/bash\nwhat="$*"; [ -z "$what" ] && read -r what\necho "$what $CUDA_MPS_PIPE_DIRECTORY" >> '
         f'{tmp_path}/mps.log\n')
@@ -116,3 +119,11 @@ def test_the_gpu_batch_runs_under_mps_only_where_a_probe_reaches_the_gpu_through
     assert [line.split()[0] for line in mps.splitlines()] == ["-d", "quit"]
     calls, mps = _gpu_run_batch(tmp_path / "never", probe_ok=True, MPS="0")
     assert "--jobs 8" in calls and mps == ""
+    # notebooks that fail under MPS run once more without it, and only they
+    runs = [c for c in _gpu_run_batch(tmp_path / "retry", probe_ok=True, FAIL_UNDER_MPS="1")[0].splitlines()
+            if c.startswith("-m kit run")]
+    assert runs == ["-m kit run notebooks --device auto --jobs 16 --out {} (MPS)".format(tmp_path / "retry/work/reports"),
+                    "-m kit run notebooks --device auto --jobs 8 --out {} --changed-only".format(
+                        tmp_path / "retry/work/reports")]
+    runs = [c for c in _gpu_run_batch(tmp_path / "once", probe_ok=True)[0].splitlines() if c.startswith("-m kit run")]
+    assert len(runs) == 1  # a batch that passed under MPS runs once
