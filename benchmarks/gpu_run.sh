@@ -60,7 +60,7 @@ fi
 mps_on() {
   [ "${MPS:-1}" = 1 ] && [ "$device" = cuda ] && command -v nvidia-cuda-mps-control > /dev/null || return 1
   export CUDA_MPS_PIPE_DIRECTORY="$(mktemp -d /tmp/kit-mps.XXXXXX)" CUDA_MPS_LOG_DIRECTORY="$work/mps-log"
-  mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+  mkdir -p "$CUDA_MPS_LOG_DIRECTORY"
   # the probe: a cuDNN convolution and a CUDA graph's replay through the MPS server
   if nvidia-cuda-mps-control -d && timeout 45 $py -c "
 import torch

@@ -124,13 +124,6 @@ def cold_compile():
 
 def time_path(name: str, train_set, test_set, *, device: torch.device, epochs: int, seed: int, mean, std,
               net: type[nn.Module], lr: float) -> Timing:
-    with cold_compile() if PATHS[name].get("compile") else nullcontext():
-        return _time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed, mean=mean, std=std,
-                          net=net, lr=lr)
-
-
-def _time_path(name: str, train_set, test_set, *, device: torch.device, epochs: int, seed: int, mean, std,
-               net: type[nn.Module], lr: float) -> Timing:
     options = dict(PATHS[name])
     path = options.pop("path")
     _sync(device)
@@ -216,8 +209,9 @@ def bench(device: str = "auto", epochs: int = EPOCHS, paths: list[str] | None = 
     timings, failed = {}, []
     for name in paths:
         try:
-            t = timings[name] = time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed,
-                                          mean=s.mean, std=s.std, net=net, lr=lr)
+            with cold_compile() if PATHS[name].get("compile") else nullcontext():
+                t = timings[name] = time_path(name, train_set, test_set, device=device, epochs=epochs, seed=seed,
+                                              mean=s.mean, std=s.std, net=net, lr=lr)
         except Exception as e:  # one broken path must not hide the others' figures
             print(f"{name:<26} failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}", flush=True)
             failed.append(name)

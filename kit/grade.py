@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -218,15 +217,12 @@ def _fresh_record(path: Path, started: float):
 def _why_not_run(record_path: Path, started: float, error: Exception) -> str:
     """What the sheet says of a step whose rerun wrote no record: the error the notebook stopped at, where this
     rerun left one (its cell and exception), else what was wrong with the record."""
+    from kit.report import _read
+
     failed = record_path.with_name(record_path.name.replace(".metrics.json", ".failed.json"))
-    try:
-        if failed.stat().st_mtime >= started:
-            said = json.loads(failed.read_text()).get("error") or ""
-            if said.strip():
-                return f"the rerun stopped at {said.strip().splitlines()[0]}"
-    except (OSError, ValueError, AttributeError):
-        pass
-    return f"the notebook did not run to its record: {error}"
+    fresh = failed.exists() and failed.stat().st_mtime >= started  # never a failure an earlier grade left
+    said = str((_read(failed) or {}).get("error") or "").strip() if fresh else ""
+    return f"the rerun stopped at {said.splitlines()[0]}" if said else f"the notebook did not run to its record: {error}"
 
 
 def _analysis_rows(step: str, text: str, fresh, path: Path, reruns: dict, started: float) -> list[Row]:
