@@ -390,8 +390,10 @@ print(json.dumps(out))
 
 def test_a_compiled_step_trains_like_the_eager_one_and_a_cpu_hears_nothing_of_cuda(tmp_path):
     tests = str(Path(__file__).parent)
-    # a CUDA toolkit folder on a machine without a GPU: torch's extension loader would log "No CUDA runtime is found"
-    env = {**os.environ, "CUDA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    # a CUDA toolkit folder on a machine without a GPU: torch's extension loader would log "No CUDA runtime is found";
+    # inductor's caches of its own, so no kernel compiled by another process (with other CPU kernels forced, say) is used
+    env = {**os.environ, "CUDA_HOME": str(tmp_path), "OMP_NUM_THREADS": "1",
+           "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     done = subprocess.run([sys.executable, "-c", COMPILED_AND_EAGER.format(tests=tests)], capture_output=True,
                           text=True, env=env, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
