@@ -27,6 +27,21 @@ def printed_lines(nb) -> list[str]:
             for line in "".join(o.get("text", "")).splitlines()]
 
 
+def rf_cells(nb) -> list:
+    """The code cells that work out a receptive-field table (they call kit.rf.receptive_field)."""
+    return [c for c in nb.cells if c.cell_type == "code" and "receptive_field(" in c.source]
+
+
+def shows_rf_table(nb) -> bool:
+    """Did one of the notebook's receptive-field cells show its table when the notebook ran (printed or displayed)?"""
+    from kit.rf import shows_table
+
+    def text(o) -> str:
+        return "".join(o.get("text", "")) + "".join(
+            "".join(v) if isinstance(v, list) else str(v) for k, v in o.get("data", {}).items() if k.startswith("text/"))
+    return any(shows_table(text(o)) for c in rf_cells(nb) for o in c.get("outputs", []))
+
+
 def printed_epochs(nb) -> list[dict]:
     """Every epoch line a notebook's code cells printed, in order."""
     return [m.groupdict() for line in printed_lines(nb) if (m := LINE.match(line))]

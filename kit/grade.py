@@ -118,15 +118,17 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         for v in check_structure(path, nb, None):
             if v.rule != "structure/colab-badge":  # the badge depends on where a student keeps the copy
                 rows.append(Row(step, v.rule, False, note=v.message))
-        if rules.get("rf_table"):
-            has = any(c.cell_type == "code" and "receptive_field(" in c.source for c in nb.cells)
-            rows.append(Row(step, "assignment/rf-table", has, note="" if has else "no kit.rf.receptive_field(...) cell"))
         fresh_path = out / path.relative_to(submission).parent / f"{path.stem}.metrics.json"
         try:
             fresh = _fresh_record(fresh_path, started)
             ran = read_notebook(fresh_path.with_name(f"{path.stem}.ipynb"))
         except (RecordError, OSError, ValueError) as e:
-            rows.append(Row(step, "grade/run", False, note=_why_not_run(fresh_path, started, e)))
+            fresh = ran = None
+            why = _why_not_run(fresh_path, started, e)
+        if rules.get("rf_table"):
+            rows.append(_rf_table_row(step, nb, ran))
+        if ran is None:
+            rows.append(Row(step, "grade/run", False, note=why))
             continue
         where = f"ran on {fresh.environment.device_name}" if fresh.environment else ""
         rows.append(Row(step, "grade/run", True, note=where))
@@ -212,6 +214,21 @@ def _fresh_record(path: Path, started: float):
     if path.exists() and path.stat().st_mtime < started:
         raise RecordError(f"{path} is from an earlier run: this one did not finish")
     return Record.load(path)
+
+
+def _rf_table_row(step: str, nb, ran) -> Row:
+    """The step shows its receptive-field table: a cell works it out from the model, and the fresh run printed it
+    (`ran`: the rerun notebook, None where the rerun stopped)."""
+    from kit.evidence import rf_cells, shows_rf_table
+
+    if not rf_cells(nb):
+        return Row(step, "assignment/rf-table", False, note="no kit.rf.receptive_field(...) cell")
+    if ran is None:
+        return Row(step, "assignment/rf-table", False, note="not shown: the rerun stopped (see grade/run)")
+    if not shows_rf_table(ran):
+        return Row(step, "assignment/rf-table", False,
+                   note="the receptive-field cell showed no table in the rerun; end the cell with the call, or print it")
+    return Row(step, "assignment/rf-table", True, note="shown by the rerun")
 
 
 def _why_not_run(record_path: Path, started: float, error: Exception) -> str:

@@ -108,6 +108,12 @@ class RFTable:
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
+def shows_table(text: str) -> bool:
+    """Does a cell's output hold a table as RFTable prints or displays it? Both forms end on its final receptive
+    field."""
+    return "final receptive field:" in text.lower()
+
+
 def _num(x) -> str:
     return str(int(x)) if float(x).is_integer() else f"{x:.3g}"
 

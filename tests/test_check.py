@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import kit
 from kit import colab
 from kit.check import check
 from kit.history import EpochRecord, History, epoch_line
@@ -734,12 +735,15 @@ def test_a_record_without_its_executed_notebook_ties_to_nothing(tmp_path):
 STRICT = "budget = kit.Budget(max_parameters=9999, max_epochs=15, target_test_acc=99.4, consistent_epochs=3)"
 
 
-def _submission(folder, steps=4, rf=True, budget=STRICT):
+def _submission(folder, steps=4, rf=True, budget=STRICT, shown=True):
+    """`rf`: a receptive-field cell; `shown`: its table in the cell's output, as a run leaves it."""
     folder.mkdir(parents=True)
     (folder / "assignment.json").write_text((ROOT / "kit" / "assignments" / "mnist_4_steps.json").read_text())
+    call = "print(kit.rf.receptive_field(model, (1, 28, 28)))"
     for i in range(1, steps + 1):
         rec = record(run(test=[99.0] * 12 + [99.5] * 3, budget=Budget(9999, 15, 99.4, 3)))
-        table = [code("kit.rf.receptive_field(model, (1, 28, 28))")] if rf else []
+        table = [] if not rf else [code_out(str(kit.rf.receptive_field(kit.CompactNet(), (1, 28, 28))), call)
+                                   if shown else code(call)]
         build(folder, rec, name=f"step{i}.ipynb", budget=budget, lines=printed(rec) + table)
     return folder
 
@@ -748,6 +752,8 @@ def test_a_submission_is_judged_by_the_assignments_rules(tmp_path):
     assert not [v for v in check([_submission(tmp_path / "ok")]) if v.rule.startswith("assignment/")]
     assert "assignment/steps" in {v.rule for v in check([_submission(tmp_path / "three", steps=3)])}
     assert "assignment/rf-table" in {v.rule for v in check([_submission(tmp_path / "no_rf", rf=False)])}
+    unshown = [v for v in check([_submission(tmp_path / "unshown", shown=False)]) if v.rule == "assignment/rf-table"]
+    assert len(unshown) == 4 and "showed no table" in unshown[0].message  # a cell that ran and printed nothing
     assert "assignment/budget" in {v.rule for v in check([_submission(tmp_path / "loose", budget=BUDGET)])}
     unknown = _submission(tmp_path / "unknown")
     (unknown / "assignment.json").write_text('{"assignment": "mnist_3_steps"}')

@@ -23,6 +23,7 @@ def test_the_reference_solution_passes_and_a_tampered_copy_fails_naming_the_rule
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert "| step4.ipynb | budget/parameters · seed 1 | yes | at most 9,999 | 9,930 |" in sheet
+    assert "| step4.ipynb | assignment/rf-table | yes |  |  | shown by the rerun |" in sheet
     assert (tmp_path / "graded" / "grade.csv").read_text().startswith("step,rule,held,claimed,measured,note")
 
     tampered = tmp_path / "tampered"
@@ -51,10 +52,13 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     fit.source = "kit.Trainer(model, train_loader, test_loader, epochs=15, lr=lr).fit()\n" + fit.source
     said = next(c for c in nb.cells if c.cell_type == "code" and "setup.result(" in c.source)
     said.source = "setup.result(trainer, None);"  # held to no budget
+    rf = next(c for c in nb.cells if c.cell_type == "code" and "receptive_field(" in c.source)
+    rf.source = "table = kit.rf.receptive_field(model, (1, 28, 28))"  # worked out, never shown
     nbformat.write(nb, sub / "step3.ipynb")
     done = grade(sub, tmp_path / "graded")
     assert done.returncode == 1
     sheet = (tmp_path / "graded" / "grade.md").read_text()
+    assert "| step3.ipynb | assignment/rf-table | **no** |  |  | the receptive-field cell showed no table" in sheet
     assert "| step3.ipynb | budget/epochs | **no** | at most 15 | 16 |" in sheet
     assert "| step3.ipynb | budget/declared | **no** |" in sheet
     assert "| step3.ipynb | grade/run | yes |" in sheet
@@ -64,6 +68,7 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     done = grade(sub, tmp_path / "graded")
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert done.returncode == 1 and "| step3.ipynb | grade/run | **no** |" in sheet
+    assert "| step3.ipynb | assignment/rf-table | **no** |  |  | not shown: the rerun stopped" in sheet
     # the sheet names the cell and the error the rerun stopped at, never the record an earlier grade left
     assert "the rerun stopped at cell" in sheet and "RuntimeError: broken" in sheet
 
