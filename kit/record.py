@@ -276,6 +276,7 @@ class Record:
     quick: bool
     environment: Environment | None = None
     headline: str = ""  # the run whose numbers the Result gives first
+    kit_changed: list[str] = field(default_factory=list)  # what of the kit the notebook changed before (kit.integrity)
     schema: int = SCHEMA
 
     def run(self, name: str) -> Run:
@@ -295,7 +296,7 @@ class Record:
     def to_dict(self) -> dict:
         return {"schema": self.schema, "quick": self.quick, "headline": self.headline,
                 "environment": asdict(self.environment) if self.environment else None,
-                "runs": [r.to_dict() for r in self.runs]}
+                "kit_changed": self.kit_changed, "runs": [r.to_dict() for r in self.runs]}
 
     def save(self, path: str | os.PathLike) -> None:
         write_text(path, json.dumps(self.to_dict(), indent=1))
@@ -320,7 +321,11 @@ class Record:
             raise RecordError(f"{where}: two runs share a name ({sorted(n for n in set(names) if names.count(n) > 1)})")
         if d.get("headline", "") not in ("", *names):
             raise RecordError(f"{where}: its headline {d.get('headline')!r} is not one of its runs {names}")
-        return cls(runs=runs, quick=bool(d.get("quick")), environment=environment, headline=d.get("headline", ""))
+        changed = d.get("kit_changed", [])  # absent in records made before the kit looked
+        if not isinstance(changed, list) or not all(isinstance(n, str) for n in changed):
+            raise RecordError(f"{where}: kit_changed must be a list of names, got {changed!r}")
+        return cls(runs=runs, quick=bool(d.get("quick")), environment=environment, headline=d.get("headline", ""),
+                   kit_changed=changed)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Record:
@@ -390,6 +395,7 @@ def result(runs, *, budget: Budget | None, quick: bool = False, path: str | os.P
     unreported runs: their epochs count. The record goes to `path` as JSON
     (atomically). Returns the record.
     """
+    from kit import integrity
     from kit.train import Trainer
 
     trainers = runs if isinstance(runs, dict) else {"": runs}
@@ -407,7 +413,8 @@ def result(runs, *, budget: Budget | None, quick: bool = False, path: str | os.P
     if environment is None:
         first = next(iter(trainers.values()))
         environment = Environment.here(first.device)
-    record = Record(runs=recorded, quick=quick, environment=environment, headline=headline or "")
+    record = Record(runs=recorded, quick=quick, environment=environment, headline=headline or "",
+                    kit_changed=integrity.changed())
     if path:
         record.save(path)
     print(markdown(record), flush=True)

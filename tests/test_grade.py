@@ -50,6 +50,7 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     fit = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith("trainer = kit.Trainer("))
     # a warm-up no variable keeps: its 15 epochs count, on top of the run's own
     fit.source = "kit.Trainer(model, train_loader, test_loader, epochs=15, lr=lr).fit()\n" + fit.source
+    fit.source = "kit.train.CHECK_EVERY = 25  # a setting of the kit changed: the run says so\n" + fit.source
     said = next(c for c in nb.cells if c.cell_type == "code" and "setup.result(" in c.source)
     said.source = "setup.result(trainer, None);"  # held to no budget
     rf = next(c for c in nb.cells if c.cell_type == "code" and "receptive_field(" in c.source)
@@ -59,6 +60,8 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     assert done.returncode == 1
     sheet = (tmp_path / "graded" / "grade.md").read_text()
     assert "| step3.ipynb | assignment/rf-table | **no** |  |  | the receptive-field cell showed no table" in sheet
+    assert "| step3.ipynb | sanity/kit-changed | **no** |  |  | the notebook changed the kit" in sheet
+    assert "(kit.train.CHECK_EVERY)" in sheet
     assert "| step3.ipynb | budget/epochs | **no** | at most 15 | 16 |" in sheet
     assert "| step3.ipynb | budget/declared | **no** |" in sheet
     assert "| step3.ipynb | grade/run | yes |" in sheet

@@ -1,0 +1,74 @@
+"""What of the kit a notebook changed while it ran.
+
+A notebook that replaces a kit function or method (`kit.Trainer.test_epoch = ...`) or one of its settings
+(`kit.train.CHECK_EVERY = 1`) can make its run report what the kit did not compute. `import kit` notes the code of
+every function and method of the kit's modules and the value of every setting (a module's UPPER_CASE names);
+`changed()` names what is no longer as noted. `setup.result` writes those names into the record, and `kit check`
+(and so `kit grade`, on its rerun) refuses a run made with a changed kit. Code is compared, not objects, so a module
+reloaded unchanged is not a change. A notebook that replaces this very check is beyond it: `kit grade` reruns a
+submission's code, and a TA reads it.
+"""
+from __future__ import annotations
+
+import inspect
+import sys
+from types import FunctionType
+
+PLAIN = (int, float, str, bool, type(None))
+_noted: dict[str, dict[str, object]] = {}  # module -> {name or Class.name: fingerprint}
+
+
+def _code(obj):
+    """What a function, method or property runs (decorators such as torch.no_grad unwrapped); None where nothing."""
+    if isinstance(obj, property):
+        return tuple(_code(f) for f in (obj.fget, obj.fset, obj.fdel))
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    return obj.__code__ if isinstance(obj, FunctionType) else None
+
+
+def _plain(value) -> bool:
+    """A setting's value made of numbers, strings and flags (tuples and dicts of them too): compared by value."""
+    if isinstance(value, dict):
+        return all(_plain(k) and _plain(v) for k, v in value.items())
+    if isinstance(value, (tuple, frozenset)):
+        return all(_plain(v) for v in value)
+    return isinstance(value, PLAIN)
+
+
+def _fingerprints(module) -> dict[str, object]:
+    out = {}
+    for name, obj in vars(module).items():
+        if isinstance(obj, type) and obj.__module__ == module.__name__:
+            out.update({f"{name}.{k}": c for k, v in vars(obj).items() if (c := _code(v)) is not None})
+        elif (c := _code(obj)) is not None and getattr(obj, "__module__", "") == module.__name__:
+            out[name] = c
+        elif name.isupper() and _plain(obj):
+            out[name] = dict(obj) if isinstance(obj, dict) else obj
+    return out
+
+
+def _modules() -> dict:
+    return {n: m for n, m in list(sys.modules.items()) if (n == "kit" or n.startswith("kit.")) and m is not None}
+
+
+def note() -> None:
+    """Note the kit as imported (kit/__init__ calls it; a module imported later is noted at the next call)."""
+    for name, module in _modules().items():
+        _noted.setdefault(name, _fingerprints(module))
+
+
+def changed() -> list[str]:
+    """The kit's functions, methods and settings that are not what `note` saw, as dotted names."""
+    out = []
+    for name, module in _modules().items():
+        if name not in _noted:
+            continue
+        now = _fingerprints(module)
+        out += [f"{name}.{k}" for k, v in _noted[name].items() if now.get(k, _MISSING) != v]
+        out += [f"{name}.{k}" for k in now.keys() - _noted[name].keys() if "." in k]  # a method added to a class
+    return sorted(out)
+
+
+_MISSING = object()

@@ -1,0 +1,61 @@
+"""A run made after its notebook changed the kit says so in its record, and the checker refuses it."""
+import importlib
+import json
+
+import pytest
+import torch
+
+import kit
+from kit import integrity
+from kit.record import Record, RecordError
+
+
+def test_the_kit_as_imported_is_unchanged_and_a_module_reloaded_unchanged_is_no_change():
+    assert integrity.changed() == []
+    before = dict(vars(kit.callbacks))
+    try:
+        importlib.reload(kit.callbacks)  # new objects, the same code
+        assert kit.callbacks.OneCycle is not before["OneCycle"] and integrity.changed() == []
+    finally:
+        vars(kit.callbacks).update(before)  # the classes every other test's objects are instances of
+
+
+def test_a_replaced_method_setting_or_added_method_is_named(monkeypatch):
+    # a decorated stand-in (torch.no_grad wraps it) is unwrapped before its code is compared
+    monkeypatch.setattr(kit.Trainer, "test_epoch", torch.no_grad()(lambda self, epoch=0, loader=None: (0.0, 99.9)))
+    monkeypatch.setattr(kit.train, "CHECK_EVERY", 1)
+    monkeypatch.setitem(kit.loaders.TEST_BATCH, "cpu", 7)
+    monkeypatch.setattr(kit.Trainer, "peek", lambda self: None, raising=False)
+    monkeypatch.setattr(kit.transforms, "affine_matrices", lambda *a, **k: None)
+    assert integrity.changed() == ["kit.loaders.TEST_BATCH", "kit.train.CHECK_EVERY", "kit.train.Trainer.peek",
+                                   "kit.train.Trainer.test_epoch", "kit.transforms.affine_matrices"]
+    monkeypatch.undo()
+    assert integrity.changed() == []
+
+
+def test_result_records_the_change_and_the_checker_refuses_the_run(tmp_path, toy, monkeypatch):
+    from test_check import build, rules
+
+    train, test = kit.make_loaders((toy, toy), batch_size=16, device="cpu")
+    trainer = kit.Trainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4)), train, test, epochs=1,
+                          verbose=False, progress=False)
+    monkeypatch.setattr(kit.Trainer, "test_epoch", lambda self, epoch=0, loader=None: (0.01, 99.5))
+    trainer.fit()
+    rec = kit.record.result(trainer, budget=None, path=tmp_path / "run.metrics.json")
+    assert rec.kit_changed == ["kit.train.Trainer.test_epoch"]
+    assert Record.load(tmp_path / "run.metrics.json").kit_changed == ["kit.train.Trainer.test_epoch"]
+    clean = build(tmp_path / "clean")
+    assert "sanity/kit-changed" not in rules(clean)
+    changed = Record.load(clean.with_name("step.metrics.json"))
+    changed.kit_changed = ["kit.train.Trainer.test_epoch"]
+    changed.save(clean.with_name("step.metrics.json"))
+    assert "sanity/kit-changed" in rules(clean)
+
+
+def test_a_record_with_a_malformed_list_of_changes_is_refused(tmp_path):
+    from test_check import record
+
+    d = record().to_dict()
+    d["kit_changed"] = "everything"
+    with pytest.raises(RecordError, match="kit_changed must be a list of names"):
+        Record.from_dict(json.loads(json.dumps(d)))
