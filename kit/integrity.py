@@ -3,7 +3,8 @@
 A notebook that replaces a kit function or method (`kit.Trainer.test_epoch = ...`) or one of its settings
 (`kit.train.CHECK_EVERY = 1`) can make its run report what the kit did not compute. `import kit` notes the code of
 every function and method of the kit's modules and the value of every setting (a module's UPPER_CASE names);
-`changed()` names what is no longer as noted. `setup.result` writes those names into the record, and `kit check`
+`changed()` names what is no longer as noted, or was not when a Trainer looked (as each epoch starts and ends, so a
+change undone before the result still counts). `setup.result` writes those names into the record, and `kit check`
 (and so `kit grade`, on its rerun) refuses a run made with a changed kit. Code is compared, not objects, so a module
 reloaded unchanged is not a change. A notebook that replaces this very check is beyond it: `kit grade` reruns a
 submission's code, and a TA reads it.
@@ -16,6 +17,7 @@ from types import FunctionType
 
 PLAIN = (int, float, str, bool, type(None))
 _noted: dict[str, dict[str, object]] = {}  # module -> {name or Class.name: fingerprint}
+_seen: set[str] = set()  # changes a look found
 
 
 def _code(obj):
@@ -59,8 +61,7 @@ def note() -> None:
         _noted.setdefault(name, _fingerprints(module))
 
 
-def changed() -> list[str]:
-    """The kit's functions, methods and settings that are not what `note` saw, as dotted names."""
+def _now() -> list[str]:
     out = []
     for name, module in _modules().items():
         if name not in _noted:
@@ -68,7 +69,24 @@ def changed() -> list[str]:
         now = _fingerprints(module)
         out += [f"{name}.{k}" for k, v in _noted[name].items() if now.get(k, _MISSING) != v]
         out += [f"{name}.{k}" for k in now.keys() - _noted[name].keys() if "." in k]  # a method added to a class
-    return sorted(out)
+    return out
+
+
+def look() -> None:
+    """Remember what is changed now: the Trainer looks as each epoch starts and ends, so a change undone before the
+    result is recorded is still named."""
+    _seen.update(_now())
+
+
+def forget() -> None:
+    """A new notebook run starts (kit.setup): changes seen before it are not its own."""
+    _seen.clear()
+
+
+def changed() -> list[str]:
+    """The kit's functions, methods and settings that are not, or were not while a Trainer trained, what `note`
+    saw, as dotted names."""
+    return sorted(_seen.union(_now()))
 
 
 _MISSING = object()

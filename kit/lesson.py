@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from kit import integrity
 from kit.data import DataError, splits
 from kit.loaders import make_loaders
 from kit.record import Budget, Environment, Record, result
@@ -80,6 +81,7 @@ def setup(*, epochs: int = 15, seed: int = 0, device: str = "auto", quick: bool 
     set_seed(seed)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False  # the same numbers on a rerun
     Trainer.forget_fitted()
+    integrity.forget()
     env = Environment.here(device)
     s = Setup(epochs=1 if quick else epochs, seed=seed, device=device, quick=quick,
               limit=QUICK_IMAGES if quick else None,

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit import integrity
 from kit.callbacks import Callback
 from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError, epoch_line
 from kit.optim import GraphSGD, hold_on_device, keep_on_device
@@ -401,6 +402,7 @@ class Trainer:
     # --- loops ---
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; returns (mean loss, accuracy %)."""
+        integrity.look()  # a kit changed for this epoch is named in the record, even if changed back after
         self.model.train()
         self._sums.zero_()
         self._sums[1] = -1
@@ -421,6 +423,7 @@ class Trainer:
         loss_sum, correct = self._look(epoch, batches, seen)
         for m in self.model.modules():
             Trainer._module_epochs[m] = Trainer._module_epochs.get(m, 0) + 1
+        integrity.look()
         return loss_sum / seen, 100 * correct / seen
 
     def _note_what_trains(self) -> None:

@@ -43,8 +43,11 @@ def mnist_root():
 @pytest.fixture(autouse=True)
 def _forget_fitted_trainers():
     """Each test starts and ends with no remembered trainers (kit.setup forgets them per notebook likewise)."""
+    from kit import integrity
     from kit.train import Trainer
 
     Trainer.forget_fitted()
+    integrity.forget()  # and no change of the kit a test made (and undid) is named in another's record
     yield
     Trainer.forget_fitted()
+    integrity.forget()

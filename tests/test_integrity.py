@@ -52,6 +52,18 @@ def test_result_records_the_change_and_the_checker_refuses_the_run(tmp_path, toy
     assert "sanity/kit-changed" in rules(clean)
 
 
+def test_a_change_undone_before_the_result_is_still_named(toy):
+    train, test = kit.make_loaders((toy, toy), batch_size=16, device="cpu")
+    trainer = kit.Trainer(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4)), train, test, epochs=1,
+                          verbose=False, progress=False)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(kit.train, "CHECK_EVERY", 1)
+        trainer.fit()
+    assert kit.train.CHECK_EVERY == 50 and integrity.changed() == ["kit.train.CHECK_EVERY"]
+    kit.setup(epochs=1)  # the next notebook run starts clean
+    assert integrity.changed() == []
+
+
 def test_a_record_with_a_malformed_list_of_changes_is_refused(tmp_path):
     from test_check import record
 
