@@ -42,9 +42,13 @@ def _plain(value) -> bool:
 def _fingerprints(module) -> dict[str, object]:
     out = {}
     for name, obj in vars(module).items():
-        if isinstance(obj, type) and obj.__module__ == module.__name__:
+        home = getattr(obj, "__module__", None) or ""
+        if isinstance(obj, type) and home == module.__name__:
+            out[name] = ("class", home, obj.__qualname__)
             out.update({f"{name}.{k}": c for k, v in vars(obj).items() if (c := _code(v)) is not None})
-        elif (c := _code(obj)) is not None and getattr(obj, "__module__", "") == module.__name__:
+        elif (isinstance(obj, type) or callable(obj)) and home.startswith("kit.") and home != module.__name__:
+            out[name] = ("from", home, getattr(obj, "__qualname__", name))  # `kit.Trainer`: the one in kit.train
+        elif (c := _code(obj)) is not None and home == module.__name__:
             out[name] = c
         elif name.isupper() and _plain(obj):
             out[name] = dict(obj) if isinstance(obj, dict) else obj
