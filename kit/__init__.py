@@ -3,7 +3,22 @@
 Notebooks do one import, `import kit`, and reach everything through it:
 `setup = kit.setup(...)`, `kit.models.LighterNet`, `kit.Trainer`, `kit.plots.curves(...)`.
 """
-from kit import callbacks, colab, data, formats, history, loaders, models, plots, record, rf, summary, train, transforms
+from kit import (
+    callbacks,
+    colab,
+    data,
+    formats,
+    history,
+    integrity,
+    loaders,
+    models,
+    plots,
+    record,
+    rf,
+    summary,
+    train,
+    transforms,
+)
 from kit.callbacks import EMA, L1, Callback, Distillation, OneCycle, Plateau, StepLR
 from kit.data import ChecksumError, DataError, load, stats
 from kit.formats import ImageSet
@@ -16,9 +31,6 @@ from kit.train import Trainer, pick_device, set_seed
 from kit.transforms import Augment
 
 __version__ = "0.2.0"
-
-from kit import integrity  # noqa: E402
-
 integrity.note()  # the kit as it ships: a run made after a notebook changed it says so in its record
 __all__ = ["callbacks", "colab", "data", "formats", "history", "loaders", "models", "plots", "record", "rf", "summary",
            "train", "transforms", "EMA", "L1", "Callback", "Distillation", "OneCycle", "Plateau", "StepLR", "ChecksumError",

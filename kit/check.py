@@ -32,7 +32,7 @@ record/unreadable      the record is not a record of this kit's schema
 sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
                        no accuracy off the grid of the test set's size; trained on a training loader, tested on a
                        test loader, in a full run on the whole test split (sanity/data); the notebook changed
-                       none of the kit's functions, methods or settings before its result (sanity/kit-changed)
+                       none of the kit's functions, methods or settings (sanity/kit-changed)
 assignment/*           a folder with assignment.json is judged by the instructor's rules that ship with the kit
                        (kit/assignments/NAME.json): exactly its number of steps (sub-folders count), an RF table
                        in each (shown, where the notebook ran), and a last step whose every run meets a budget at
@@ -423,9 +423,9 @@ def check_sanity(path: Path, record) -> list[Violation]:
 
     out = []
     if record.kit_changed:
-        out.append(Violation(path, "sanity/kit-changed", f"the notebook changed the kit before its result was recorded "
-                             f"({', '.join(record.kit_changed)}), so the kit did not compute what it reports; change "
-                             "a model or a callback of the notebook's own (a subclass) instead, and run it again"))
+        out.append(Violation(path, "sanity/kit-changed", f"the notebook changed the kit while it trained or before its "
+                             f"result ({', '.join(record.kit_changed)}), so the kit did not compute what it reports; "
+                             "change a model or a callback of the notebook's own (a subclass) instead, and run it again"))
     for run in record.runs:
         label = f"{run.name}: " if run.name else ""
         if any(made is False for made, _ in run.settings.get("trained_on", [])):

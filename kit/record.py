@@ -276,7 +276,7 @@ class Record:
     quick: bool
     environment: Environment | None = None
     headline: str = ""  # the run whose numbers the Result gives first
-    kit_changed: list[str] = field(default_factory=list)  # what of the kit the notebook changed before (kit.integrity)
+    kit_changed: list[str] = field(default_factory=list)  # what of the kit the notebook changed (kit.integrity)
     schema: int = SCHEMA
 
     def run(self, name: str) -> Run:
