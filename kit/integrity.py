@@ -2,12 +2,12 @@
 
 A notebook that replaces a kit function or method (`kit.Trainer.test_epoch = ...`) or one of its settings
 (`kit.train.CHECK_EVERY = 1`) can make its run report what the kit did not compute. `import kit` notes the code of
-every function and method of the kit's modules and the value of every setting (a module's UPPER_CASE names);
+every function and method of the kit's modules and the value of every setting (a module's UPPER_CASE names).
 `changed()` names what is no longer as noted, or was not when a Trainer looked (as each epoch starts and ends, so a
-change undone before the result still counts). `setup.result` writes those names into the record, and `kit check`
-(and so `kit grade`, on its rerun) refuses a run made with a changed kit. Code is compared, not objects, so a module
-reloaded unchanged is not a change. A notebook that replaces this very check is beyond it: `kit grade` reruns a
-submission's code, and a TA reads it.
+change undone before the result still counts), and a Trainer method replaced on the instance or by a subclass.
+`setup.result` writes those names into the record, and `kit check` (and so `kit grade`, on its rerun) refuses a
+run made with a changed kit. Code is compared, not objects, so a module reloaded unchanged is not a change. A
+notebook that replaces this very check is beyond it: `kit grade` reruns a submission's code, and a TA reads it.
 """
 from __future__ import annotations
 
@@ -76,10 +76,16 @@ def _now() -> list[str]:
     return out
 
 
-def look() -> None:
+def look(trainer=None) -> None:
     """Remember what is changed now: the Trainer looks as each epoch starts and ends, so a change undone before the
-    result is recorded is still named."""
+    result is recorded is still named. Given the trainer, also a method of the kit's Trainer that this one does not
+    run as noted: replaced on the instance, or overridden by a subclass (the Trainer is the measuring instrument; a
+    lesson extends it with callbacks)."""
     _seen.update(_now())
+    if trainer is not None:
+        noted = _noted.get("kit.train", {})
+        _seen.update(f"kit.train.{key}" for key, code in noted.items() if key.startswith("Trainer.") and
+                     _code(inspect.getattr_static(trainer, key.split(".", 1)[1], None)) != code)
 
 
 def forget() -> None:

@@ -402,7 +402,7 @@ class Trainer:
     # --- loops ---
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; returns (mean loss, accuracy %)."""
-        integrity.look()  # a kit changed for this epoch is named in the record, even if changed back after
+        integrity.look(self)  # a kit changed for this epoch is named in the record, even if changed back after
         self.model.train()
         self._sums.zero_()
         self._sums[1] = -1
@@ -423,7 +423,7 @@ class Trainer:
         loss_sum, correct = self._look(epoch, batches, seen)
         for m in self.model.modules():
             Trainer._module_epochs[m] = Trainer._module_epochs.get(m, 0) + 1
-        integrity.look()
+        integrity.look(self)
         return loss_sum / seen, 100 * correct / seen
 
     def _note_what_trains(self) -> None:

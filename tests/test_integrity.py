@@ -67,6 +67,23 @@ def test_a_change_undone_before_the_result_is_still_named(toy):
     assert integrity.changed() == []
 
 
+def test_a_trainer_that_does_not_run_the_kits_methods_is_named(toy):
+    train, test = kit.make_loaders((toy, toy), batch_size=16, device="cpu")
+    model = lambda: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 4))  # noqa: E731
+    trainer = kit.Trainer(model(), train, test, epochs=1, verbose=False, progress=False)
+    trainer.test_epoch = lambda epoch=0, loader=None: (0.01, 99.5)  # on the instance
+    trainer.fit()
+    assert integrity.changed() == ["kit.train.Trainer.test_epoch"]
+    integrity.forget()
+
+    class Lenient(kit.Trainer):  # a subclass that measures with another instrument
+        def _look(self, epoch, batches=None, seen=0):
+            return 0.0, float(seen)
+
+    Lenient(model(), train, test, epochs=1, verbose=False, progress=False).fit()
+    assert integrity.changed() == ["kit.train.Trainer._look"]
+
+
 def test_a_record_with_a_malformed_list_of_changes_is_refused(tmp_path):
     from test_check import record
 
