@@ -592,7 +592,7 @@ def step_notebooks(folder: Path) -> list[Path]:
 
 
 def check_assignment(folder: Path) -> list[Violation]:
-    from kit.evidence import rf_cells, shows_rf_table
+    from kit.evidence import rf_table_problem
     from kit.record import Budget
 
     rules, out = instructor_rules(folder)
@@ -606,14 +606,9 @@ def check_assignment(folder: Path) -> list[Violation]:
         for path in notebooks:
             if (nb := _read(path)) is None:
                 continue  # check_notebook names it (structure/readable)
-            if not rf_cells(nb):
-                out.append(Violation(path, "assignment/rf-table",
-                                     "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"))
-                continue
             ran = nb if is_executed(nb) else _read(rp) if (rp := report_path(path)) else None
-            if ran is not None and not shows_rf_table(ran):
-                out.append(Violation(path, "assignment/rf-table", "the receptive-field cell showed no table when the "
-                                     "notebook ran; end the cell with the call, or print it, and run it again"))
+            if problem := rf_table_problem(nb, ran):
+                out.append(Violation(path, "assignment/rf-table", problem))
     wanted = Budget.from_dict(rules["budget"], "the assignment's budget")
     built = build_models(_sources(notebooks))
     for path in notebooks:

@@ -32,14 +32,19 @@ def rf_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and "receptive_field(" in c.source]
 
 
-def shows_rf_table(nb) -> bool:
-    """Did one of the notebook's receptive-field cells show its table when the notebook ran (printed or displayed)?"""
+def rf_table_problem(nb, ran=None) -> str | None:
+    """Why a step does not show its receptive-field table, or None where it does: a cell must work it out from the
+    model, and where the notebook ran (`ran`: the executed copy), print or display it."""
     from kit.rf import shows_table
 
     def text(o) -> str:
         return "".join(o.get("text", "")) + "".join(
             "".join(v) if isinstance(v, list) else str(v) for k, v in o.get("data", {}).items() if k.startswith("text/"))
-    return any(shows_table(text(o)) for c in rf_cells(nb) for o in c.get("outputs", []))
+    if not rf_cells(nb):
+        return "no receptive-field table: add a cell with kit.rf.receptive_field(model, input_size)"
+    if ran is not None and not any(shows_table(text(o)) for c in rf_cells(ran) for o in c.get("outputs", [])):
+        return "the receptive-field cell showed no table when the notebook ran; end the cell with the call, or print it"
+    return None
 
 
 def printed_epochs(nb) -> list[dict]:

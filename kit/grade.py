@@ -217,18 +217,12 @@ def _fresh_record(path: Path, started: float):
 
 
 def _rf_table_row(step: str, nb, ran) -> Row:
-    """The step shows its receptive-field table: a cell works it out from the model, and the fresh run printed it
-    (`ran`: the rerun notebook, None where the rerun stopped)."""
-    from kit.evidence import rf_cells, shows_rf_table
+    """The step shows its receptive-field table in the rerun (`ran`: the rerun notebook, None where it stopped)."""
+    from kit.evidence import rf_cells, rf_table_problem
 
-    if not rf_cells(nb):
-        return Row(step, "assignment/rf-table", False, note="no kit.rf.receptive_field(...) cell")
-    if ran is None:
-        return Row(step, "assignment/rf-table", False, note="not shown: the rerun stopped (see grade/run)")
-    if not shows_rf_table(ran):
-        return Row(step, "assignment/rf-table", False,
-                   note="the receptive-field cell showed no table in the rerun; end the cell with the call, or print it")
-    return Row(step, "assignment/rf-table", True, note="shown by the rerun")
+    problem = ("not shown: the rerun stopped (see grade/run)" if ran is None and rf_cells(nb) else
+               rf_table_problem(nb, ran))
+    return Row(step, "assignment/rf-table", problem is None, note=problem or "shown by the rerun")
 
 
 def _why_not_run(record_path: Path, started: float, error: Exception) -> str:

@@ -18,6 +18,7 @@ from types import FunctionType
 PLAIN = (int, float, str, bool, type(None))
 _noted: dict[str, dict[str, object]] = {}  # module -> {name or Class.name: fingerprint}
 _seen: set[str] = set()  # changes a look found
+_MISSING = object()
 
 
 def _code(obj):
@@ -83,9 +84,11 @@ def look(trainer=None) -> None:
     lesson extends it with callbacks)."""
     _seen.update(_now())
     if trainer is not None:
-        noted = _noted.get("kit.train", {})
-        _seen.update(f"kit.train.{key}" for key, code in noted.items() if key.startswith("Trainer.") and
-                     _code(inspect.getattr_static(trainer, key.split(".", 1)[1], None)) != code)
+        from kit.train import Trainer
+
+        home, prefix = Trainer.__module__, Trainer.__qualname__ + "."
+        _seen.update(f"{home}.{key}" for key, code in _noted.get(home, {}).items() if key.startswith(prefix) and
+                     _code(inspect.getattr_static(trainer, key.removeprefix(prefix), None)) != code)
 
 
 def forget() -> None:
@@ -98,5 +101,3 @@ def changed() -> list[str]:
     saw, as dotted names."""
     return sorted(_seen.union(_now()))
 
-
-_MISSING = object()
