@@ -5,6 +5,8 @@ Adam's betas passed as Python numbers are frozen at capture, while a one-cycle s
 momentum (SGD's, or Adam's first beta) on every step. So a captured step reads them from device tensors, and after
 each scheduler step `keep_on_device` copies the numbers the scheduler assigned into those tensors, in place (no
 host sync). torch's SGD takes its momentum only as a number; `GraphSGD` is the same update reading a tensor.
+torch's capturable Adam takes tensor betas but reads them as numbers in its bias corrections (a host sync, which
+stops a capture: measured on an H200); `GraphAdam` is Adam's update with every number read from the device.
 """
 from __future__ import annotations
 
@@ -39,6 +41,47 @@ class GraphSGD(torch.optim.SGD):
             fused = params[0].is_cuda if group.get("fused") is None else group["fused"]
             sgd(params, buffers, [], fused=fused, foreach=False if not fused else None, weight_decay=0.0,
                 momentum=0.0, lr=group["lr"], dampening=0.0, nesterov=False, maximize=False)
+
+
+class GraphAdam(torch.optim.Adam):
+    """Adam (L2 weight decay, no AMSGrad) whose rate and betas may be 0-d device tensors, made of foreach
+    operations only, none of which reads a tensor as a number. Its arithmetic is Adam's, rounded in another order
+    than torch's Adam (within 1e-6 of it)."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ValueError("GraphAdam.step takes no closure")
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            if group["amsgrad"] or group["maximize"] or group.get("decoupled_weight_decay"):
+                raise ValueError("GraphAdam is plain Adam: no amsgrad, maximize or decoupled weight decay")
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            for p in params:
+                if not self.state[p]:
+                    self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p),
+                                         exp_avg_sq=torch.zeros_like(p))
+            states = [self.state[p] for p in params]
+            means, squares = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            torch._foreach_add_([s["step"] for s in states], 1)
+            beta1, beta2 = group["betas"]
+            # mean = beta1 mean + (1 - beta1) grad; square = beta2 square + (1 - beta2) grad²
+            torch._foreach_mul_(means, beta1)
+            torch._foreach_add_(means, torch._foreach_mul(grads, 1 - beta1))
+            torch._foreach_mul_(squares, beta2)
+            torch._foreach_add_(squares, torch._foreach_mul(torch._foreach_mul(grads, grads), 1 - beta2))
+            # weights -= lr / (1 - beta1^t) * mean / (sqrt(square / (1 - beta2^t)) + eps); all params share t
+            t = states[0]["step"]
+            step_size = group["lr"] / (1 - beta1 ** t)
+            denominators = torch._foreach_sqrt(squares)
+            torch._foreach_div_(denominators, torch.sqrt(1 - beta2 ** t))
+            torch._foreach_add_(denominators, group["eps"])
+            torch._foreach_div_(denominators, step_size)
+            torch._foreach_addcdiv_(params, means, denominators, value=-1.0)
 
 
 def hold_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> dict:

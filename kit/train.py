@@ -30,7 +30,7 @@ from torch import nn
 from kit import integrity
 from kit.callbacks import Callback
 from kit.history import EpochRecord, History, Misclassified, NonFiniteLossError, epoch_line
-from kit.optim import GraphSGD, hold_on_device, keep_on_device
+from kit.optim import GraphAdam, GraphSGD, hold_on_device, keep_on_device
 
 OPTIMIZERS = ("sgd", "adam")
 CHECK_EVERY = 50  # steps between the host's looks at the device-side sums and NaN flag
@@ -272,8 +272,7 @@ class Trainer:
             return (GraphSGD if self.graph else torch.optim.SGD)(params, lr=lr, momentum=momentum,
                                                                  weight_decay=weight_decay)
         if optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay,
-                                    **({"capturable": True} if self.graph else {}))
+            return (GraphAdam if self.graph else torch.optim.Adam)(params, lr=lr, weight_decay=weight_decay)
         raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {OPTIMIZERS} or pass a torch optimizer")
 
     def autocast(self):

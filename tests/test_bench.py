@@ -150,3 +150,27 @@ def test_a_compiled_path_finds_no_kernel_an_earlier_run_compiled(monkeypatch, tm
         assert Path(inside).is_dir() and Path(inside) != tmp_path / "warm" and "TRITON_CACHE_DIR" not in os.environ
     assert not Path(inside).exists()  # the fresh caches go with the path's run
     assert cache_dir() == str(tmp_path / "warm") and os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "warm-triton")
+
+
+def test_a_default_step_row_is_the_captured_step_whatever_kit_graph_says(monkeypatch):
+    """KIT_GRAPH=0 sends notebooks eager; a bench row named for the default step must still time the default
+    (once, an H200's 'device NCHW' row timed the eager step under it)."""
+    import torch
+
+    from kit import bench
+
+    class Built(Exception):
+        pass
+
+    def trainer(*args, **options):
+        raise Built(options)
+
+    monkeypatch.setenv("KIT_GRAPH", "0")
+    monkeypatch.setattr(bench, "Trainer", trainer)
+    monkeypatch.setattr(bench, "make_loaders", lambda *args, **options: (None, None))
+    monkeypatch.setattr(bench, "_sync", lambda device: None)
+    for device, graph in (("cuda", True), ("cpu", False)):
+        with pytest.raises(Built) as built:
+            bench.time_path("device NCHW", None, None, device=torch.device(device), epochs=1, seed=0, mean=0.0,
+                            std=1.0, net=lambda: None, lr=0.1)
+        assert built.value.args[0]["graph"] is graph and built.value.args[0]["channels_last"] is False
