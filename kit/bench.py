@@ -77,6 +77,7 @@ class Timing:
     test_seconds: float  # testing seconds of all epochs
     images_per_second: float  # training images over train_seconds
     test_accs: tuple[float, ...]  # per epoch
+    settings: str = ""  # what the trainer resolved (precision, memory format, step): a row's name leans on defaults
 
     @property
     def total(self) -> float:
@@ -153,7 +154,15 @@ def time_path(name: str, train_set, test_set, *, device: torch.device, epochs: i
         for c in trainer.callbacks:
             c.after_epoch(trainer, 0.0)
     return Timing(name, setup, train_times[0], sum(train_times), test_time,
-                  len(train_set) * epochs / sum(train_times), tuple(accs))
+                  len(train_set) * epochs / sum(train_times), tuple(accs), settings(trainer))
+
+
+def settings(trainer: Trainer) -> str:
+    """The choices a trainer resolved that change its speed, in words: 'bf16 · channels_last · CUDA graph'."""
+    precision = str(trainer.amp_dtype).replace("torch.bfloat16", "bf16") if trainer.amp_dtype else "fp32"
+    step = " + ".join(w for w, on in (("torch.compile", trainer.compiled), ("CUDA graph", trainer.graph)) if on)
+    step = step or "eager"
+    return f"{precision} · {'channels_last' if trainer.channels_last else 'NCHW'} · {step}"
 
 
 def default_paths(device: torch.device) -> list[str]:
@@ -221,7 +230,7 @@ def bench(device: str = "auto", epochs: int = EPOCHS, paths: list[str] | None = 
         ratio = (f"{t.images_per_second / timings['classic'].images_per_second:9.1f}" if "classic" in timings
                  else f"{'—':>9}")  # the ratios of paths timed before classic come at the end
         print(f"{name:<26} {t.train_seconds:8.2f} {t.first_epoch:9.2f} {t.images_per_second:9,.0f} {ratio} "
-              f"{t.total:8.1f}  {', '.join(f'{a:.2f}' for a in t.test_accs[-3:])}", flush=True)
+              f"{t.total:8.1f}  {', '.join(f'{a:.2f}' for a in t.test_accs[-3:])}  ({t.settings})", flush=True)
         if results is not None:  # after every path: a run cut short still leaves what it measured
             _write(results, where, timings, epochs, len(train_set), net, lr, device)
     if "classic" in timings:
@@ -257,7 +266,7 @@ def _row(t: Timing, when: str, case: str) -> dict:
     return {"path": t.path, "case": case, "train_seconds": round(t.train_seconds, 2), "first_epoch": round(t.first_epoch, 2),
             "test_seconds": round(t.test_seconds, 2), "total": round(t.total, 1),
             "images_per_second": round(t.images_per_second), "test_accs": [round(a, 2) for a in t.test_accs],
-            "measured": when}
+            "settings": t.settings, "measured": when}
 
 
 def _section(where: str, info: dict) -> str:
@@ -267,15 +276,15 @@ def _section(where: str, info: dict) -> str:
     lines = []
     for r in rows:
         ratio = f"{r['images_per_second'] / classic['images_per_second']:.1f}×" if classic else "—"
-        lines.append(f"| {r['path']} | {r['train_seconds']:.2f} | {r['first_epoch']:.2f} | {r['test_seconds']:.2f} | "
+        lines.append(f"| {r['path']} | {r.get('settings', '—')} | {r['train_seconds']:.2f} | {r['first_epoch']:.2f} | {r['test_seconds']:.2f} | "
                      f"{r['total']:.1f} | {r['images_per_second']:,} | {ratio} | "
                      f"{', '.join(f'{a:.2f}' for a in r['test_accs'][-3:])} | {r['measured']} |")
     note = ("" if len(stamps) == 1 else
             f"\nThe rows come from {len(stamps)} runs of `kit bench` (see *measured*); each run is one process, so "
             "ratios between rows of different runs compare separate processes on the same kind of device.\n")
     return (f"## {where}\n\n{info['what']}\n{note}\n"
-            "| path | train s | 1st epoch s | test s | total s | train img/s | × classic | test acc, last 3 | measured |\n"
-            "|---|---:|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(lines) + "\n")
+            "| path | settings | train s | 1st epoch s | test s | total s | train img/s | × classic | test acc, last 3 "
+            "| measured |\n|---|---|---:|---:|---:|---:|---:|---:|---|---|\n" + "\n".join(lines) + "\n")
 
 
 def _memory_format(device: torch.device) -> str:

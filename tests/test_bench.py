@@ -20,6 +20,12 @@ def test_bench_times_each_path_and_keeps_a_section_per_device(mnist_root, tmp_pa
     text = out.read_text()
     assert "## CPU: " in text and "| classic |" in text and "| device |" in text
     assert "## NVIDIA H200 (CUDA)" in text  # another device's section stays
+    # each row says what the trainer resolved, which its name leaves to the defaults
+    assert all(t.settings.startswith("fp32 · ") and t.settings.endswith(" · eager") for t in timings.values())
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert all(r["settings"] == timings[r["path"]].settings
+               for r in next(v for k, v in rows.items() if k.startswith("CPU"))["rows"])
+    assert f"| device | {timings['device'].settings} |" in text
     assert not list(tmp_path.glob(".*.tmp"))
 
 
@@ -174,3 +180,19 @@ def test_a_default_step_row_is_the_captured_step_whatever_kit_graph_says(monkeyp
             bench.time_path("device NCHW", None, None, device=torch.device(device), epochs=1, seed=0, mean=0.0,
                             std=1.0, net=lambda: None, lr=0.1)
         assert built.value.args[0]["graph"] is graph and built.value.args[0]["channels_last"] is False
+
+
+def test_a_rows_settings_name_precision_memory_format_and_step():
+    from types import SimpleNamespace
+
+    import torch
+
+    from kit.bench import settings
+
+    def trainer(amp=None, channels_last=True, graph=False, compiled=False):
+        return SimpleNamespace(amp_dtype=amp, channels_last=channels_last, graph=graph, compiled=compiled)
+
+    assert settings(trainer()) == "fp32 · channels_last · eager"
+    assert settings(trainer(torch.bfloat16, graph=True)) == "bf16 · channels_last · CUDA graph"
+    assert settings(trainer(channels_last=False, compiled=True)) == "fp32 · NCHW · torch.compile"
+    assert settings(trainer(graph=True, compiled=True)) == "fp32 · channels_last · torch.compile + CUDA graph"
