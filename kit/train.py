@@ -347,17 +347,38 @@ class Trainer:
             torch.cuda.current_stream().wait_stream(side)
             return
         if self._captured is None:
-            self._static = (x.clone(), y.clone())
-            self.optimizer.zero_grad(set_to_none=True)  # backward then writes fresh gradients on every replay
-            self._captured = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._captured):
-                self._step(*self._static)
+            try:
+                self._capture(x, y)
+            except RuntimeError as e:  # a step that syncs with the host (a callback's .item()) cannot be captured
+                self._stop_capturing(e)
+                self._eager_step(x, y)
+                return
         if x.shape != self._static[0].shape:  # the last, smaller batch of an epoch: one eager step
             self._eager_step(x, y)
             return
         self._static[0].copy_(x)
         self._static[1].copy_(y)
         self._captured.replay()
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Record the step once as a CUDA graph (nothing runs yet); replays then read their batch from _static."""
+        self._static = (x.clone(), y.clone())
+        self.optimizer.zero_grad(set_to_none=True)  # backward then writes fresh gradients on every replay
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._step(*self._static)
+        self._captured = graph
+
+    def _stop_capturing(self, error: RuntimeError) -> None:
+        """The capture failed: say why, and train on with the eager step. Nothing of the failed capture ran, so
+        the weights and the running sums are as the last real step left them; the record says graph=False."""
+        cause = str(error.__context__ or error).strip().splitlines()[0]
+        print(f"the training step could not be captured as a CUDA graph ({cause}); {self.name or 'this run'} "
+              "goes on with the eager step, as with graph=False (a step that reads a tensor as a number, "
+              "with .item() or float(), cannot be captured)", file=sys.stderr)
+        self.graph = False
+        self._captured = self._static = None
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _after_step(self) -> None:
         for c in self.callbacks:

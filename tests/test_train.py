@@ -401,3 +401,23 @@ def test_a_compiled_step_trains_like_the_eager_one_and_a_cpu_hears_nothing_of_cu
     out = json.loads(done.stdout.strip().splitlines()[-1])
     (eager, _), (compiled, was_compiled) = out["False"], out["True"]
     assert was_compiled and math.isclose(eager, compiled, rel_tol=1e-3), (eager, compiled)
+
+
+def test_a_step_that_cannot_be_captured_trains_on_eager_and_says_why(monkeypatch, capsys):
+    """A capture that fails (a callback reading a tensor as a number syncs with the host, which a CUDA graph
+    refuses) leaves nothing run: the trainer says why and trains on with the eager step, to the eager numbers."""
+    def refuse(graph):
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
+    monkeypatch.setattr(torch.cuda, "graph", refuse)
+    t = trainer(epochs=2, name="tiny")
+    t.graph, t._warmup = True, 0  # as on a GPU, past the warm-up steps
+    captured_try = t.fit()
+    eager = trainer(epochs=2).fit()
+    assert [r.train_loss for r in captured_try] == [r.train_loss for r in eager]
+    assert [r.test_acc for r in captured_try] == [r.test_acc for r in eager]
+    assert t.graph is False  # what the record will say
+    err = capsys.readouterr().err
+    assert "could not be captured as a CUDA graph (CUDA error: operation not permitted when stream is capturing)" \
+        in err and "tiny goes on with the eager step" in err and err.count("could not be captured") == 1
