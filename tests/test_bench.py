@@ -196,3 +196,30 @@ def test_a_rows_settings_name_precision_memory_format_and_step():
     assert settings(trainer(torch.bfloat16, graph=True)) == "bf16 · channels_last · CUDA graph"
     assert settings(trainer(channels_last=False, compiled=True)) == "fp32 · NCHW · torch.compile"
     assert settings(trainer(graph=True, compiled=True)) == "fp32 · channels_last · torch.compile + CUDA graph"
+
+
+def test_on_cuda_every_uncompiled_device_path_is_warmed_up_before_any_clock(monkeypatch):
+    """CUDA loads a kernel on its first use: unwarmed, the first path timed pays for its own."""
+    import torch
+
+    from conftest import make_imageset
+    from kit import bench
+
+    warmed = []
+
+    def time_path(name, train_set, test_set, **options):
+        warmed.append((name, len(train_set)))
+        if name == "device NCHW":
+            raise RuntimeError("a broken path is left to its timed run")
+
+    monkeypatch.setattr(bench, "time_path", time_path)
+    data = make_imageset(n=2_000)
+    paths = bench.default_paths(torch.device("cuda"))
+    bench._warm_up(torch.device("cuda"), paths, data, data)
+    assert [name for name, _ in warmed] == [p for p in paths if p in
+                                            ("device + CUDA graph", "device + CUDA graph (fp32)",
+                                             "device + CUDA graph (fp32 NCHW)", "device NCHW", "device")]
+    assert all(n == 8 * bench.BATCH for _, n in warmed)
+    warmed.clear()
+    bench._warm_up(torch.device("cpu"), paths, data, data)
+    assert not warmed  # a CPU loads nothing lazily, and its bench is long enough
