@@ -168,12 +168,18 @@ def test_a_rerun_is_held_to_exact_numbers_only_where_it_should_repeat_them():
     fresh.runs[0].settings["optimizer"] = "GraphSGD"  # another update's code: a captured step's against torch's SGD
     assert not _repeatable(theirs, fresh)
     # one CPU model name, other kernels (AVX2 against AVX-512), or a record that does not say which ran
-    theirs.environment = dataclasses.replace(theirs.environment, cpu_kernels="AVX512")
+    cpu = dataclasses.replace(theirs.environment, device="cpu", device_name="Intel(R) Xeon(R) Processor",
+                              cpu_kernels="AVX512")
+    theirs.environment = cpu
     fresh = copy.deepcopy(theirs)
     assert _repeatable(theirs, fresh)
     for kernels in ("AVX2", ""):
-        fresh.environment = dataclasses.replace(theirs.environment, cpu_kernels=kernels)
+        fresh.environment = dataclasses.replace(cpu, cpu_kernels=kernels)
         assert not _repeatable(theirs, fresh)
+    # on a GPU the CPU's kernels compute none of the numbers
+    theirs.environment = dataclasses.replace(cpu, device="cuda", device_name="NVIDIA H200")
+    fresh.environment = dataclasses.replace(theirs.environment, cpu_kernels="AVX2")
+    assert _repeatable(theirs, fresh)
 
 
 def test_a_clean_analysis_says_how_many_figures_were_judged(tmp_path):
