@@ -32,7 +32,8 @@ record/unreadable      the record is not a record of this kit's schema
 sanity/*               for every run: no NaN or inf loss, no accuracy beside one, no accuracy of 100% or more,
                        no accuracy off the grid of the test set's size; trained on a training loader, tested on a
                        test loader, in a full run on the whole test split (sanity/data); the notebook changed
-                       none of the kit's functions, methods or settings (sanity/kit-changed)
+                       none of the kit's functions, methods or settings (sanity/kit-changed), and its code
+                       assigns to nothing of the kit (sanity/kit-assigned: read, whether it ran or not)
 assignment/*           a folder with assignment.json is judged by the instructor's rules that ship with the kit
                        (kit/assignments/NAME.json): exactly its number of steps (sub-folders count), an RF table
                        in each (shown, where the notebook ran), and a last step whose every run meets a budget at
@@ -418,6 +419,16 @@ def _held_to(path: Path, record, budget, counted: int | None) -> list[Violation]
     return out
 
 
+def check_kit_assigned(path: Path, nb) -> list[Violation]:
+    """Code that assigns to the kit, read from the notebook whether it ran or not (kit.integrity.assigned)."""
+    from kit.integrity import assigned
+
+    code = [_python_only(c.source) for c in nb.cells if c.cell_type == "code"]
+    return [Violation(path, "sanity/kit-assigned", f"code cell {index + 1} assigns to the kit ({target}): a run "
+                      "would report what the kit did not compute; change a model or a callback of the notebook's "
+                      "own (a subclass) instead") for index, target in assigned(code)]
+
+
 def check_sanity(path: Path, record) -> list[Violation]:
     from kit.data import TEST_IMAGES
 
@@ -514,7 +525,7 @@ def check_notebook(path: Path, repo_root: Path | None = None, built: dict | None
             repo_path = path.resolve().relative_to(repo_root.resolve()).as_posix()
         except ValueError:
             pass
-    out = check_structure(path, nb, repo_path)
+    out = check_structure(path, nb, repo_path) + check_kit_assigned(path, nb)
     record, mp = None, metrics_path(path)
     if mp is not None:
         try:

@@ -74,6 +74,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         _strict_enough,
         budget_rules,
         build_models,
+        check_kit_assigned,
         check_sanity,
         check_structure,
         epochs_used,
@@ -115,7 +116,7 @@ def grade(submission: str | Path, *, device: str = "auto", out: str | Path | Non
         if nb is None:
             rows.append(Row(step, "structure/readable", False, note="not a readable notebook"))
             continue
-        for v in check_structure(path, nb, None):
+        for v in check_structure(path, nb, None) + check_kit_assigned(path, nb):
             if v.rule != "structure/colab-badge":  # the badge depends on where a student keeps the copy
                 rows.append(Row(step, v.rule, False, note=v.message))
         fresh_path = out / path.relative_to(submission).parent / f"{path.stem}.metrics.json"

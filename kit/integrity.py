@@ -6,11 +6,15 @@ every function and method of the kit's modules and the value of every setting (a
 `changed()` names what is no longer as noted, or was not when a Trainer looked (as each epoch starts and ends, so a
 change undone before the result still counts), and a Trainer method replaced on the instance or by a subclass.
 `setup.result` writes those names into the record, and `kit check` (and so `kit grade`, on its rerun) refuses a
-run made with a changed kit. Code is compared, not objects, so a module reloaded unchanged is not a change. A
-notebook that replaces this very check is beyond it: `kit grade` reruns a submission's code, and a TA reads it.
+run made with a changed kit. Code is compared, not objects, so a module reloaded unchanged is not a change.
+A notebook that replaces this very check is beyond it at run time; `assigned` reads the notebook's code instead:
+an assignment to anything reached from the kit (`kit.integrity.look = ...`, `setattr(kit.Trainer, ...)`) is
+named whether it ran or not, and `kit check` and `kit grade` refuse it too (sanity/kit-assigned). Code built
+from strings (exec) is beyond both: `kit grade` reruns a submission's code, and a TA reads it.
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import sys
 from types import FunctionType
@@ -101,3 +105,47 @@ def changed() -> list[str]:
     saw, as dotted names."""
     return sorted(_seen.union(_now()))
 
+
+
+def assigned(cells: list[str]) -> list[tuple[int, str]]:
+    """What a notebook's code cells assign to, delete from or setattr() on, reached from a name bound to the kit
+    in any of them (`import kit`, `import kit.train as t`, `from kit import Trainer`): (cell index, the target as
+    written), as [(4, 'kit.train.CHECK_EVERY')]."""
+    trees = []
+    for source in cells:
+        try:
+            trees.append(ast.parse(source))
+        except SyntaxError:
+            trees.append(ast.Module(body=[], type_ignores=[]))
+    kit_names = set()
+    for node in (n for tree in trees for n in ast.walk(tree)):
+        if isinstance(node, ast.Import):
+            kit_names |= {(a.asname or a.name.split(".")[0]) for a in node.names if a.name.split(".")[0] == "kit"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kit" and not node.level:
+            kit_names |= {a.asname or a.name for a in node.names}
+
+    def root(node):  # the name an attribute or item chain starts from
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    found = []
+    for index, tree in enumerate(trees):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id in ("setattr", "delattr") and node.args and root(node.args[0]) in kit_names:
+                name = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else "?"
+                found.append((index, f"{ast.unparse(node.args[0])}.{name}"))
+                continue
+            if isinstance(node, ast.Assign):
+                targets = [t for target in node.targets
+                           for t in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target])]
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            elif isinstance(node, ast.Delete):
+                targets = node.targets
+            else:
+                continue
+            found += [(index, ast.unparse(t)) for t in targets
+                      if isinstance(t, (ast.Attribute, ast.Subscript)) and root(t) in kit_names]
+    return found

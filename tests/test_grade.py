@@ -62,6 +62,7 @@ def test_the_grade_judges_what_the_fresh_run_did_not_what_its_code_recorded(tmp_
     assert "| step3.ipynb | assignment/rf-table | **no** |  |  | the receptive-field cell showed no table" in sheet
     assert "| step3.ipynb | sanity/kit-changed | **no** |  |  | the notebook changed the kit" in sheet
     assert "(kit.train.CHECK_EVERY)" in sheet
+    assert "| step3.ipynb | sanity/kit-assigned | **no** |  |  | code cell " in sheet  # read from the code too
     assert "| step3.ipynb | budget/epochs | **no** | at most 15 | 16 |" in sheet
     assert "| step3.ipynb | budget/declared | **no** |" in sheet
     assert "| step3.ipynb | grade/run | yes |" in sheet

@@ -91,3 +91,29 @@ def test_a_record_with_a_malformed_list_of_changes_is_refused(tmp_path):
     d["kit_changed"] = "everything"
     with pytest.raises(RecordError, match="kit_changed must be a list of names"):
         Record.from_dict(json.loads(json.dumps(d)))
+
+
+def test_code_that_assigns_to_the_kit_is_read_from_the_notebook_whether_it_ran_or_not():
+    cells = ["import kit\nimport kit.train as t\nfrom kit import Trainer, integrity\nfrom kit.callbacks import OneCycle",
+             "kit.train.CHECK_EVERY = 25\nt.CHECK_EVERY += 1\nTrainer.test_epoch = lambda *a: (0.0, 99.9)",
+             "integrity.look = lambda trainer=None: None  # the run-time check itself",
+             "setattr(kit.Trainer, 'fit', None)\ndel kit.plots.curves\nkit.record.SETTINGS['x'] = 1\na, kit.x = 1, 2",
+             "OneCycle.pct_start = 0.5",
+             # the notebook's own objects, made by the kit or not, are its own to change
+             "trainer = kit.Trainer(model, train, test)\ntrainer.name = 'mine'\nsetup = kit.setup()\nsetup.epochs = 3\n"
+             "d = {}\nd['kit'] = 1\nimport torch\ntorch.backends.cudnn.benchmark = False",
+             "%pip install nothing\nthis is not Python"]
+    assert sorted(integrity.assigned(cells)) == sorted([
+        (1, "kit.train.CHECK_EVERY"), (1, "t.CHECK_EVERY"), (1, "Trainer.test_epoch"), (2, "integrity.look"),
+        (3, "kit.Trainer.fit"), (3, "kit.plots.curves"), (3, "kit.record.SETTINGS['x']"), (3, "kit.x"),
+        (4, "OneCycle.pct_start")])
+
+
+def test_the_checker_refuses_a_notebook_whose_code_assigns_to_the_kit(tmp_path):
+    from test_check import build, messages, rules
+
+    clean = build(tmp_path / "clean")
+    assert "sanity/kit-assigned" not in rules(clean)
+    bypass = build(tmp_path / "bypass", model="model = kit.CompactNet()\nkit.integrity.look = lambda trainer=None: None")
+    assert "sanity/kit-assigned" in rules(bypass)
+    assert "assigns to the kit (kit.integrity.look)" in messages(bypass)
