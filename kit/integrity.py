@@ -109,43 +109,112 @@ def changed() -> list[str]:
 
 def assigned(cells: list[str]) -> list[tuple[int, str]]:
     """What a notebook's code cells assign to, delete from or setattr() on, reached from a name bound to the kit
-    in any of them (`import kit`, `import kit.train as t`, `from kit import Trainer`): (cell index, the target as
-    written), as [(4, 'kit.train.CHECK_EVERY')]."""
-    trees = []
-    for source in cells:
+    (`import kit`, `import kit.train as t`, `from kit import Trainer`, `T = kit.Trainer`): (cell index, the
+    target as written), as [(4, 'kit.train.CHECK_EVERY')]. Read in order, cell after cell: a name bound again to
+    something else (`setup = kit.setup()`) is the notebook's own from there on."""
+    reader = _Reader()
+    for index, source in enumerate(cells):
         try:
-            trees.append(ast.parse(source))
+            tree = ast.parse(source)
         except SyntaxError:
-            trees.append(ast.Module(body=[], type_ignores=[]))
-    kit_names = set()
-    for node in (n for tree in trees for n in ast.walk(tree)):
-        if isinstance(node, ast.Import):
-            kit_names |= {(a.asname or a.name.split(".")[0]) for a in node.names if a.name.split(".")[0] == "kit"}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kit" and not node.level:
-            kit_names |= {a.asname or a.name for a in node.names}
+            continue
+        reader.cell = index
+        reader.visit(tree)
+    return reader.found
 
-    def root(node):  # the name an attribute or item chain starts from
-        while isinstance(node, (ast.Attribute, ast.Subscript)):
-            node = node.value
-        return node.id if isinstance(node, ast.Name) else None
 
-    found = []
-    for index, tree in enumerate(trees):
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
-                    node.func.id in ("setattr", "delattr") and node.args and root(node.args[0]) in kit_names:
-                name = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else "?"
-                found.append((index, f"{ast.unparse(node.args[0])}.{name}"))
-                continue
-            if isinstance(node, ast.Assign):
-                targets = [t for target in node.targets
-                           for t in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target])]
-            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
-                targets = [node.target]
-            elif isinstance(node, ast.Delete):
-                targets = node.targets
+def _root(node):
+    """The name an attribute or item chain starts from (`kit` of kit.train.X['y']); None for anything else."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Reader(ast.NodeVisitor):
+    def __init__(self):
+        self.kit: set[str] = set()  # names bound to the kit or to something of it, now
+        self.found: list[tuple[int, str]] = []
+        self.cell = 0
+
+    def _bind(self, name: str, value) -> None:
+        """A name bound to a chain of the kit (no call: a call makes something new) is the kit's; else not."""
+        if value is not None and not isinstance(value, ast.Call) and _root(value) in self.kit:
+            self.kit.add(name)
+        else:
+            self.kit.discard(name)
+
+    def _target(self, target, value=None) -> None:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            for t in target.elts:
+                self._target(t)
+        elif isinstance(target, ast.Starred):
+            self._target(target.value)
+        elif isinstance(target, ast.Name):
+            self._bind(target.id, value)
+        elif isinstance(target, (ast.Attribute, ast.Subscript)) and _root(target) in self.kit:
+            self.found.append((self.cell, ast.unparse(target)))
+
+    def visit_Import(self, node):
+        for a in node.names:
+            top = a.name.split(".")[0]
+            name = a.asname or top
+            (self.kit.add if top == "kit" else self.kit.discard)(name)
+
+    def visit_ImportFrom(self, node):
+        ours = (node.module or "").split(".")[0] == "kit" and not node.level
+        for a in node.names:
+            if a.name == "*":  # every public name of that module
+                module = sys.modules.get(node.module or "")
+                names = {n for n in dir(module) if not n.startswith("_")} if module else set()
+                self.kit |= names if ours else set()
+                self.kit -= set() if ours else names
             else:
-                continue
-            found += [(index, ast.unparse(t)) for t in targets
-                      if isinstance(t, (ast.Attribute, ast.Subscript)) and root(t) in kit_names]
-    return found
+                (self.kit.add if ours else self.kit.discard)(a.asname or a.name)
+
+    def visit_Assign(self, node):
+        self.visit(node.value)
+        for target in node.targets:
+            self._target(target, node.value)
+
+    def visit_AnnAssign(self, node):
+        if node.value is not None:
+            self.visit(node.value)
+        self._target(node.target, node.value)
+
+    def visit_AugAssign(self, node):
+        self.visit(node.value)
+        if not isinstance(node.target, ast.Name):
+            self._target(node.target)
+
+    def visit_NamedExpr(self, node):
+        self.visit(node.value)
+        self._target(node.target, node.value)
+
+    def visit_Delete(self, node):
+        for target in node.targets:
+            self._target(target)
+
+    def visit_For(self, node):
+        self.visit(node.iter)
+        self._target(node.target)
+        for statement in node.body + node.orelse:
+            self.visit(statement)
+
+    def visit_withitem(self, node):
+        self.visit(node.context_expr)
+        if node.optional_vars is not None:
+            self._target(node.optional_vars)
+
+    def visit_FunctionDef(self, node):
+        self.generic_visit(node)
+        self.kit.discard(node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = visit_FunctionDef  # class Trainer(kit.Trainer): the notebook's own subclass
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr") and node.args \
+                and _root(node.args[0]) in self.kit:
+            name = node.args[1].value if len(node.args) > 1 and isinstance(node.args[1], ast.Constant) else "?"
+            self.found.append((self.cell, f"{ast.unparse(node.args[0])}.{name}"))

@@ -98,7 +98,7 @@ def test_code_that_assigns_to_the_kit_is_read_from_the_notebook_whether_it_ran_o
              "kit.train.CHECK_EVERY = 25\nt.CHECK_EVERY += 1\nTrainer.test_epoch = lambda *a: (0.0, 99.9)",
              "integrity.look = lambda trainer=None: None  # the run-time check itself",
              "setattr(kit.Trainer, 'fit', None)\ndel kit.plots.curves\nkit.record.SETTINGS['x'] = 1\na, kit.x = 1, 2",
-             "OneCycle.pct_start = 0.5",
+             "OneCycle.pct_start = 0.5\nfrom kit import *\nEMA.after_step = None",
              # the notebook's own objects, made by the kit or not, are its own to change
              "trainer = kit.Trainer(model, train, test)\ntrainer.name = 'mine'\nsetup = kit.setup()\nsetup.epochs = 3\n"
              "d = {}\nd['kit'] = 1\nimport torch\ntorch.backends.cudnn.benchmark = False",
@@ -106,7 +106,7 @@ def test_code_that_assigns_to_the_kit_is_read_from_the_notebook_whether_it_ran_o
     assert sorted(integrity.assigned(cells)) == sorted([
         (1, "kit.train.CHECK_EVERY"), (1, "t.CHECK_EVERY"), (1, "Trainer.test_epoch"), (2, "integrity.look"),
         (3, "kit.Trainer.fit"), (3, "kit.plots.curves"), (3, "kit.record.SETTINGS['x']"), (3, "kit.x"),
-        (4, "OneCycle.pct_start")])
+        (4, "OneCycle.pct_start"), (4, "EMA.after_step")])
 
 
 def test_the_checker_refuses_a_notebook_whose_code_assigns_to_the_kit(tmp_path):
@@ -117,3 +117,16 @@ def test_the_checker_refuses_a_notebook_whose_code_assigns_to_the_kit(tmp_path):
     bypass = build(tmp_path / "bypass", model="model = kit.CompactNet()\nkit.integrity.look = lambda trainer=None: None")
     assert "sanity/kit-assigned" in rules(bypass)
     assert "assigns to the kit (kit.integrity.look)" in messages(bypass)
+
+
+@pytest.mark.parametrize("code, found", [
+    ("from kit import setup\nsetup = setup(epochs=3)\nsetup.epochs = 2", []),  # a name bound again: the notebook's
+    ("import kit\nT = kit.Trainer\nT.fit = None", [(0, "T.fit")]),  # another name for the kit's class
+    ("from kit import Trainer\nTrainer.fit = None\nTrainer = None", [(0, "Trainer.fit")]),  # in order
+    ("import kit\nclass Trainer(kit.Trainer):\n    pass\nTrainer.fit = None", []),  # its own subclass
+    ("import kit\nwith open('f') as kit:\n    kit.name = 'x'", []),
+    ("import kit\nfor step in range(2):\n    kit.train.CHECK_EVERY = step", [(0, "kit.train.CHECK_EVERY")]),
+    ("import kit\ndef hide():\n    kit.Trainer.fit = None", [(0, "kit.Trainer.fit")]),  # inside a function too
+])
+def test_names_are_followed_in_order(code, found):
+    assert integrity.assigned([code]) == found
