@@ -364,9 +364,12 @@ class Trainer:
         """Record the step once as a CUDA graph (nothing runs yet); replays then read their batch from _static."""
         self._static = (x.clone(), y.clone())
         self.optimizer.zero_grad(set_to_none=True)  # backward then writes fresh gradients on every replay
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self._step(*self._static)
+        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.current_stream()
+        try:
+            with torch.cuda.graph(graph):
+                self._step(*self._static)
+        finally:
+            torch.cuda.set_stream(stream)  # a capture that fails to end leaves its own stream the current one
         self._captured = graph
 
     def _stop_capturing(self, error: RuntimeError) -> None:

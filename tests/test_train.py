@@ -409,8 +409,11 @@ def test_a_step_that_cannot_be_captured_trains_on_eager_and_says_why(monkeypatch
     def refuse(graph):
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
 
+    streams = []
     monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: object())
     monkeypatch.setattr(torch.cuda, "graph", refuse)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: "the stream before")
+    monkeypatch.setattr(torch.cuda, "set_stream", streams.append)
     t = trainer(epochs=2, name="tiny")
     t.graph, t._warmup = True, 0  # as on a GPU, past the warm-up steps
     captured_try = t.fit()
@@ -418,6 +421,7 @@ def test_a_step_that_cannot_be_captured_trains_on_eager_and_says_why(monkeypatch
     assert [r.train_loss for r in captured_try] == [r.train_loss for r in eager]
     assert [r.test_acc for r in captured_try] == [r.test_acc for r in eager]
     assert t.graph is False  # what the record will say
+    assert streams == ["the stream before"]  # put back: the failed capture's own stream would stay current
     err = capsys.readouterr().err
     assert "could not be captured as a CUDA graph (CUDA error: operation not permitted when stream is capturing)" \
         in err and "tiny goes on with the eager step" in err and err.count("could not be captured") == 1
