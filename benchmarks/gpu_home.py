@@ -45,7 +45,7 @@ def finished(reports: Path) -> list[Path]:
 
 
 def next_number(logs: Path) -> int:
-    numbers = [int(m.group(1)) for p in logs.glob("*") if (m := re.search(r"-(\d+)[a-z]?\.\w+$", p.name))]
+    numbers = [int(m.group(1)) for p in logs.glob("*") if (m := re.search(r"-(\d+)\.\w+$", p.name))]
     return max(numbers, default=0) + 1
 
 

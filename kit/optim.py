@@ -16,6 +16,19 @@ from torch.optim.sgd import sgd
 HELD = ("lr", "momentum", "betas")  # what a scheduler may change during a run
 
 
+def _with_grads(optimizer: torch.optim.Optimizer, closure):
+    """Each param group with its parameters that have gradients, and their gradients, L2 weight decay added."""
+    if closure is not None:
+        raise ValueError(f"{type(optimizer).__name__}.step takes no closure")
+    for group in optimizer.param_groups:
+        params = [p for p in group["params"] if p.grad is not None]
+        if params:
+            grads = [p.grad for p in params]
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+            yield group, params, grads
+
+
 class GraphSGD(torch.optim.SGD):
     """SGD with momentum (no dampening, no Nesterov) whose rate and momentum may be 0-d device tensors. The
     momentum buffer is made with the same foreach operations as torch's SGD (buffer = momentum * buffer + gradient,
@@ -26,15 +39,7 @@ class GraphSGD(torch.optim.SGD):
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None:
-            raise ValueError("GraphSGD.step takes no closure")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            grads = [p.grad for p in params]
-            if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        for group, params, grads in _with_grads(self, closure):
             buffers = [self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)) for p in params]
             torch._foreach_mul_(buffers, group["momentum"])
             torch._foreach_add_(buffers, grads)
@@ -46,21 +51,13 @@ class GraphSGD(torch.optim.SGD):
 class GraphAdam(torch.optim.Adam):
     """Adam (L2 weight decay, no AMSGrad) whose rate and betas may be 0-d device tensors, made of foreach
     operations only, none of which reads a tensor as a number. Its arithmetic is Adam's, rounded in another order
-    than torch's Adam (within 1e-6 of it)."""
+    than torch's Adam (within 3e-6 of it over 40 one-cycle steps: tests/test_optim.py)."""
 
     @torch.no_grad()
     def step(self, closure=None):
-        if closure is not None:
-            raise ValueError("GraphAdam.step takes no closure")
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
+        for group, params, grads in _with_grads(self, closure):
             if group["amsgrad"] or group["maximize"] or group.get("decoupled_weight_decay"):
                 raise ValueError("GraphAdam is plain Adam: no amsgrad, maximize or decoupled weight decay")
-            grads = [p.grad for p in params]
-            if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             for p in params:
                 if not self.state[p]:
                     self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p),
