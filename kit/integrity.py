@@ -166,8 +166,7 @@ class _Reader(ast.NodeVisitor):
             if a.name == "*":  # every public name of that module
                 module = sys.modules.get(node.module or "")
                 names = {n for n in dir(module) if not n.startswith("_")} if module else set()
-                self.kit |= names if ours else set()
-                self.kit -= set() if ours else names
+                self.kit = self.kit | names if ours else self.kit - names
             else:
                 (self.kit.add if ours else self.kit.discard)(a.asname or a.name)
 
