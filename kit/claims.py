@@ -438,7 +438,7 @@ def check_result(text: str, record: Record) -> list[tuple[str, str]]:
     if untied:
         out.append(("claims/untied", f"the Result states {', '.join(untied)}, which the record neither holds nor "
                                      "derives; state only what the run measured"))
-    return out + check_where(text, record)
+    return out + check_where(text, record) + check_how(text, record)
 
 
 # --- where a run ran: the Result's words for the device and threads must be the record's ----------
@@ -467,9 +467,7 @@ def check_where(text: str, record: Record) -> list[tuple[str, str]]:
     env = record.environment
     if env is None:
         return []
-    prose = plain(LINK.sub(" ", rendered(text)))
-    # clauses: a hedge ('without AMP', 'whereas the first ran on an H100') sets aside its own clause only
-    clauses = [x for x in re.split(r"(?<=[.;:!?,])\s+|\n|\s(?=\b(?:but|whereas|while)\b)", prose) if not HEDGE.search(x)]
+    clauses = _plain_clauses(text)
     own = KINDS.get(env.device, {env.device.upper()})
     kinds = [(m.group(0).strip(), (m.group(1) or m.group(2)).upper()) for x in clauses for m in KIND.finditer(x)]
     said = []
@@ -491,6 +489,43 @@ def check_where(text: str, record: Record) -> list[tuple[str, str]]:
     return [("claims/where", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but the run "
                              f"ran on {env.device_name} ({env.device}), {env.threads} CPU "
                              f"thread{'s' * (env.threads != 1)}; say where this run ran")]
+
+
+def _plain_clauses(text: str) -> list[str]:
+    """The Result's plain statements: a hedge ('without AMP', 'whereas the first ran on an H100') sets aside its own
+    clause only; a link's text is another run's."""
+    prose = plain(LINK.sub(" ", rendered(text)))
+    return [x for x in re.split(r"(?<=[.;:!?,])\s+|\n|\s(?=\b(?:but|whereas|while)\b)", prose) if not HEDGE.search(x)]
+
+
+# --- how a run trained: the Result's words for its precision and its step must be a run's of the record ------
+# Words left from a run made with other settings (bf16 autocast before fp32 became a GPU's default, a captured
+# step where the run was eager) are caught; a record made before the kit kept a setting is not judged on it.
+HOW = (  # (words, the setting, whether a run with that value makes the words true)
+    (re.compile(r"(?i:\b(?:bf16|bfloat16|autocast|mixed[- ]precision)\b)|\bAMP\b"), "amp",
+     lambda v: v not in (None, "float32")),
+    (re.compile(r"\bCUDA[- ]graphs?\b|\bcaptured\s+(?:CUDA[- ]graph\s+)?step\b|\bgraph\s+replays?\b", re.I),
+     "graph", lambda v: v is True),
+    (re.compile(r"\beager(?:ly)?\b", re.I), "graph", lambda v: v is False),
+)
+
+
+def check_how(text: str, record: Record) -> list[tuple[str, str]]:
+    """A Result that says how its runs trained (bf16 autocast, the captured CUDA-graph step, the eager one) must
+    say what one of the record's runs did."""
+    clauses = _plain_clauses(text)
+    said, settings = [], set()
+    for words, key, true in HOW:
+        values = [r.settings[key] for r in record.runs if key in r.settings]
+        if not values or any(map(true, values)):
+            continue
+        found = [m.group(0) for x in clauses for m in words.finditer(x)]
+        said += found
+        settings |= {f"{key}={v}" for v in values} if found else set()
+    if not said:
+        return []
+    return [("claims/how", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but no run of its "
+                           f"record trained so ({', '.join(sorted(settings))}); say how this run trained")]
 
 
 def _without_names(text: str, record: Record) -> str:

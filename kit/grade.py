@@ -41,8 +41,8 @@ class Row:
 
 
 # the Result's rules beyond its claims, judged on a record the rerun can vouch for: every other number, and the
-# words for where the run ran
-BEYOND_CLAIMS = ("claims/untied", "claims/where")
+# words for where and how the run ran
+BEYOND_CLAIMS = ("claims/untied", "claims/where", "claims/how")
 # a Trainer's choices that change its numbers; "optimizer" is the update's code (a captured step's kit GraphSGD,
 # or torch's fused SGD in records made before it)
 SPEED_SETTINGS = ("amp", "channels_last", "graph", "compile", "optimizer")

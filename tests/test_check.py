@@ -198,6 +198,38 @@ def test_where_a_run_ran_is_read_from_plain_statements_only(env, words, stale):
     assert (found == []) if stale is None else (stale in found[0][1]), found
 
 
+FP32_EAGER, BF16_GRAPH = dict(amp=None, graph=False), dict(amp="bfloat16", graph=True)
+
+
+@pytest.mark.parametrize("settings, words, stale", [
+    ([FP32_EAGER], "15 epochs in fp32 with the eager step, the norms in fp32.", None),
+    ([FP32_EAGER], "Trained without AMP, not in bf16 as the GPU run was.", None),  # a hedge denies or compares
+    ([FP32_EAGER], "(bfloat16 autocast and the CUDA-graph step, the Trainer's defaults there)",
+     "'bfloat16', 'autocast', 'CUDA-graph'"),  # words left from the earlier GPU run
+    ([FP32_EAGER], "Mixed precision throughout.", "'Mixed precision'"),
+    ([BF16_GRAPH], "bf16 autocast, the captured step replayed as a CUDA graph.", None),
+    ([BF16_GRAPH], "bf16, eager.", "'eager'"),
+    ([FP32_EAGER, BF16_GRAPH], "One run eager in fp32, the other captured in bf16.", None),  # each a run's
+    ([dict(amp="bfloat16")], "bf16 autocast, eager.", None),  # an older record keeps no step: not judged on it
+    ([{}], "bf16 and the CUDA graph.", None),
+])
+def test_a_result_must_say_how_its_runs_trained(settings, words, stale):
+    from kit.claims import check_how
+
+    rec = record(*(run(f"seed {i}") for i in range(1, len(settings) + 1)))
+    for r, these in zip(rec.runs, settings):
+        r.settings.update(these)
+    found = check_how(words, rec)
+    assert (found == []) if stale is None else (found[0][0] == "claims/how" and stale in found[0][1]), found
+
+
+def test_a_stale_how_fails_the_check_naming_the_setting(tmp_path):
+    rec = record()
+    rec.runs[0].settings.update(FP32_EAGER)
+    found = check([build(tmp_path, rec, result=f"Reference run in bf16 autocast.\n\n{markdown(rec)}")])
+    assert [v.rule for v in found] == ["claims/how"] and "amp=None" in found[0].message, found
+
+
 def test_a_device_s_own_name_is_no_figure(tmp_path):
     rec = record()
     rec.environment = replace(ENV, device="cuda", device_name="NVIDIA GeForce RTX 3060 Laptop GPU", threads=1)
