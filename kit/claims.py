@@ -499,8 +499,8 @@ def _plain_clauses(text: str) -> list[str]:
 
 
 # --- how a run trained: the Result's words for its precision and its step must be a run's of the record ------
-# Words left from a run made with other settings (bf16 autocast before fp32 became a GPU's default, a captured
-# step where the run was eager) are caught; a record made before the kit kept a setting is not judged on it.
+# Words left from a run made with other settings (bf16 autocast over a rerun in fp32, a captured step where the
+# run was eager) are caught; a record made before the kit kept a setting is not judged on it.
 HOW = (  # (words, the setting, whether a run with that value makes the words true)
     (re.compile(r"(?i:\b(?:bf16|bfloat16|autocast|mixed[- ]precision)\b)|\bAMP\b"), "amp",
      lambda v: v not in (None, "float32")),
