@@ -2,7 +2,9 @@
 
 - Each notebook whose full run the archive's batch finished (its run record says ok) replaces its report here,
   with its record, run record and figures; a notebook the batch stopped, failed or never ran keeps the report it
-  had. The results tables of each folder that changed are written again from the records there.
+  had, and so does every notebook but those named with `--only NOTEBOOK ...`, where given (the Results and
+  Analyses to write again from a new run are then only theirs). The results tables of each folder that changed
+  are written again from the records there.
 - The bench's RESULTS.md and results.json replace those in benchmarks/ (gpu_run.sh wrote them over copies of
   these, so the other devices' sections are kept).
 - The phases' logs go to benchmarks/gpu/ under the next free number (batch-7.log, checks-7.json, ...).
@@ -49,10 +51,19 @@ def next_number(logs: Path) -> int:
     return max(numbers, default=0) + 1
 
 
-def bring_home(archive: Path, root: Path = ROOT) -> tuple[list[Path], list[Path]]:
-    """Replace the reports, bench figures and logs from `archive`; (the notebooks whose reports were replaced,
-    the logs written)."""
+def bring_home(archive: Path, root: Path = ROOT, only: list[Path] | None = None) -> tuple[list[Path], list[Path]]:
+    """Replace the reports, bench figures and logs from `archive` (of the reports, only those of the notebooks in
+    `only`, where given); (the notebooks whose reports were replaced, the logs written)."""
     from kit.report import write_report
+
+    wanted = None
+    if only is not None:
+        wanted = {Path(nb).resolve() for nb in only}
+        notebooks = (root / "notebooks").resolve()
+        strays = [str(nb) for nb in only if not (Path(nb).resolve().is_file() and Path(nb).suffix == ".ipynb" and
+                                                 Path(nb).resolve().is_relative_to(notebooks))]
+        if strays:
+            raise ValueError(f"--only names notebooks below {root / 'notebooks'}; not one: {', '.join(strays)}")
 
     with tempfile.TemporaryDirectory(prefix="kit-gpu-home-") as tmp:
         try:
@@ -70,10 +81,16 @@ def bring_home(archive: Path, root: Path = ROOT) -> tuple[list[Path], list[Path]
             missing = [f"{stem}{s}" for s in REPORT if not (run.parent / f"{stem}{s}").is_file()]
             if not (root / "notebooks" / rel / f"{stem}.ipynb").exists():
                 print(f"skipped {rel / stem}.ipynb: no such notebook here", file=sys.stderr)
+            elif wanted is not None and (root / "notebooks" / rel / f"{stem}.ipynb").resolve() not in wanted:
+                print(f"left in the archive: {rel / stem}.ipynb (not named with --only)", file=sys.stderr)
             elif missing:
                 print(f"skipped {rel / stem}.ipynb: the archive lacks {', '.join(missing)}", file=sys.stderr)
             else:
                 plan.append((run, stem, rel))
+        if wanted is not None:
+            brought = {(root / "notebooks" / rel / f"{stem}.ipynb").resolve() for _, stem, rel in plan}
+            for nb in sorted(wanted - brought):
+                print(f"{nb}: the archive has no finished full run of it; its report stays", file=sys.stderr)
         replaced, changed = [], set()
         for run, stem, rel in plan:
             here = root / "reports" / rel
@@ -105,9 +122,11 @@ def bring_home(archive: Path, root: Path = ROOT) -> tuple[list[Path], list[Path]
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("archive", type=Path, help="results.tgz, as gpu_run.sh wrote it")
+    p.add_argument("--only", nargs="+", type=Path, metavar="NOTEBOOK",
+                   help="bring home only these notebooks' reports (the bench figures and logs come all the same)")
     args = p.parse_args(argv)
     try:
-        replaced, logs = bring_home(args.archive)
+        replaced, logs = bring_home(args.archive, only=args.only)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

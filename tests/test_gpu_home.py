@@ -6,6 +6,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_home  # noqa: E402
@@ -66,3 +68,29 @@ def test_an_unreadable_archive_changes_nothing(tmp_path, capsys):
     bad.write_text("not an archive")
     assert gpu_home.main([str(bad)]) == 2
     assert "not a readable archive of gpu_run.sh" in capsys.readouterr().err
+
+
+def test_only_the_notebooks_named_come_home(tmp_path, capsys):
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    (repo / "notebooks" / "sub").mkdir(parents=True)
+    for stem in (STEP, "other", "absent"):
+        (repo / "notebooks" / "sub" / f"{stem}.ipynb").write_text("{}")
+        report(repo / "reports" / "sub", stem, {"cpu": 5.0})
+    for stem in (STEP, "other"):
+        report(work / "reports" / "sub", stem, {"cpu": 5.0, "NVIDIA H200": 1.0})
+    archive = tmp_path / "results.tgz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(work, arcname=".")
+    named = [repo / "notebooks" / "sub" / f"{STEP}.ipynb", repo / "notebooks" / "sub" / "absent.ipynb"]
+    replaced, _ = gpu_home.bring_home(archive, repo, only=named)
+    assert replaced == [named[0]]
+    here = repo / "reports" / "sub"
+    assert json.loads((here / "other.run.json").read_text())["timings"] == {"cpu": 5.0}  # not named: as it was
+    said = capsys.readouterr().err
+    assert "left in the archive: sub/other.ipynb (not named with --only)" in said
+    assert "absent.ipynb: the archive has no finished full run of it; its report stays" in said
+    for stray in (repo / "reports" / "sub" / f"{STEP}.ipynb", repo / "notebooks" / "sub" / "nowhere.ipynb"):
+        with pytest.raises(ValueError, match="--only names notebooks below") as refused:
+            gpu_home.bring_home(archive, repo, only=[stray])
+        assert str(stray) in str(refused.value)
+    assert json.loads((here / "other.run.json").read_text())["timings"] == {"cpu": 5.0}
