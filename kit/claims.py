@@ -509,11 +509,13 @@ HOW = (  # (words, the setting, whether a run with that value makes the words tr
     (re.compile(r"\beager(?:ly)?\b", re.I), "graph", lambda v: v is False),
 )
 
+OFF = re.compile(r"\b(?:no|off|disabled|neither|nor)\b", re.I)  # 'fp32, no autocast', 'the CUDA graph off'
+
 
 def check_how(text: str, record: Record) -> list[tuple[str, str]]:
     """A Result that says how its runs trained (bf16 autocast, the captured CUDA-graph step, the eager one) must
     say what one of the record's runs did."""
-    clauses = _plain_clauses(text)
+    clauses = [x for x in _plain_clauses(text) if not OFF.search(x)]
     said, settings = [], set()
     for words, key, true in HOW:
         values = [r.settings[key] for r in record.runs if key in r.settings]
