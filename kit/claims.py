@@ -509,6 +509,8 @@ HOW = (  # (words, the setting, whether a run with that value makes the words tr
     (re.compile(r"\beager(?:ly)?\b", re.I), "graph", lambda v: v is False),
 )
 
+WORDS = {"amp": lambda v: "fp32" if v in (None, "float32") else str(v),  # a record's setting, as a Result says it
+         "graph": lambda v: "the CUDA-graph step" if v else "the eager step"}
 OFF = re.compile(r"\b(?:no|off|disabled|neither|nor)\b", re.I)  # 'fp32, no autocast', 'the CUDA graph off'
 
 
@@ -523,11 +525,11 @@ def check_how(text: str, record: Record) -> list[tuple[str, str]]:
             continue
         found = [m.group(0) for x in clauses for m in words.finditer(x)]
         said += found
-        settings |= {f"{key}={v}" for v in values} if found else set()
+        settings |= {WORDS[key](v) for v in values} if found else set()
     if not said:
         return []
     return [("claims/how", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but no run of its "
-                           f"record trained so ({', '.join(sorted(settings))}); say how this run trained")]
+                           f"record trained so (its runs: {', '.join(sorted(settings))}); say how this run trained")]
 
 
 def _without_names(text: str, record: Record) -> str:

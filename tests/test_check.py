@@ -228,7 +228,7 @@ def test_a_stale_how_fails_the_check_naming_the_setting(tmp_path):
     rec = record()
     rec.runs[0].settings.update(FP32_EAGER)
     found = check([build(tmp_path, rec, result=f"Reference run in bf16 autocast.\n\n{markdown(rec)}")])
-    assert [v.rule for v in found] == ["claims/how"] and "amp=None" in found[0].message, found
+    assert [v.rule for v in found] == ["claims/how"] and "(its runs: fp32)" in found[0].message, found
 
 
 def test_a_device_s_own_name_is_no_figure(tmp_path):
