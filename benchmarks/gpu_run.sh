@@ -10,7 +10,8 @@
 # The batch and the search run their notebooks under CUDA MPS where the machine has it (MPS=0: never), so that
 # the kernels of several processes run side by side instead of taking turns on the GPU; a probe that cannot reach
 # the GPU through it turns it off again, and the checks and the bench always run without it.
-# BATCH=notebooks/assignments runs only the notebooks below that folder (default: all of notebooks/).
+# BATCH=notebooks/assignments runs only the notebooks below that folder, BATCH="A.ipynb B.ipynb" only those (of one
+# folder); by default every notebook of notebooks/.
 # Each phase has a time limit (CHECKS_S, BATCH_S, BENCH_S, SEARCH_S seconds), prints its timings, and every result
 # is archived into OUT/results.tgz as soon as its phase ends, so a run cut short still brings back what it made.
 # Phases 1 to 3 end within TOTAL_S (540 s by default) of the script's start: the bench gets what the checks and
@@ -31,15 +32,28 @@ py=${PYTHON:-python3}
 work=${WORK:-$(mktemp -d /tmp/kit-gpu.XXXXXX)}
 phases=" ${PHASES:-checks batch bench} "
 [ "${SEARCH:-0}" = 1 ] && phases="$phases search "
-# the batch: every notebook, or those below one folder of notebooks/ (BATCH=notebooks/assignments: the solution and
-# the two studies), each reporting into the same place below reports/ as the main command's run
-batch=${BATCH:-notebooks}
-batch=${batch%/}
-case "$batch" in
-  notebooks | notebooks/*) [ -d "$batch" ] || { echo "BATCH=$batch: no such folder" >&2; exit 2; } ;;
-  *) echo "BATCH=$batch: name notebooks or a folder below it (notebooks/assignments, say)" >&2; exit 2 ;;
-esac
-reports="$work/reports${batch#notebooks}"
+# the batch: every notebook, or one folder of notebooks/ (BATCH=notebooks/assignments: the solution and the two
+# studies), or notebooks of one folder (BATCH="notebooks/assignments/distillation.ipynb ..."), each reporting into
+# the same place below reports/ as the main command's run
+read -ra batch <<< "${BATCH:-notebooks}"
+reports=""
+for i in "${!batch[@]}"; do
+  entry=${batch[$i]%/} batch[$i]=${batch[$i]%/}
+  case "$entry" in
+    notebooks | notebooks/*) ;;
+    *) echo "BATCH: $entry is not below notebooks/; name notebooks, a folder below it or notebooks in one" >&2
+       exit 2 ;;
+  esac
+  if [ -d "$entry" ]; then here=${entry#notebooks}
+  elif [ -f "$entry" ] && [[ $entry == *.ipynb ]]; then here=$(dirname "$entry"); here=${here#notebooks}
+  else echo "BATCH: $entry: no such folder or notebook" >&2; exit 2
+  fi
+  if [ -n "$reports" ] && [ "$reports" != "$work/reports$here" ]; then
+    echo "BATCH: name one folder, or notebooks of one folder (${batch[*]})" >&2
+    exit 2
+  fi
+  reports="$work/reports$here"
+done
 mkdir -p "$out" "$work/search"
 # the bench adds its device's section to these two; the other devices' sections stay
 [ -f "$work/results.json" ] || cp benchmarks/RESULTS.md benchmarks/results.json "$work/" 2>/dev/null || true
@@ -98,14 +112,14 @@ mps_off() {
 trap mps_off EXIT
 
 if [[ $phases == *" batch "* ]]; then
-  say "phase 2: the batch of notebooks ($batch)"
+  say "phase 2: the batch of notebooks (${batch[*]})"
   jobs=${JOBS:-8} mps=0 began=$SECONDS
   # under MPS a notebook's kernels do not wait for another's: every notebook starts at once
   mps_on && echo "CUDA MPS: on for the batch" >> "$work/machine.txt" && jobs=${JOBS:-16} mps=1
   again=""
   [ -d "$reports" ] && again="--changed-only"  # a second call: only what has no good report yet
   # --device auto, not cuda: the reports keep the parameter as injected, and CI re-runs them on a CPU
-  limit "${BATCH_S:-300}" $py -m kit run "$batch" --device auto --jobs "$jobs" --out "$reports" \
+  limit "${BATCH_S:-300}" $py -m kit run "${batch[@]}" --device auto --jobs "$jobs" --out "$reports" \
     ${quick:+--quick} $again 2>&1 | tee -a "$work/batch.log"
   status=${PIPESTATUS[0]}
   say "batch ended: status $status"
@@ -114,7 +128,7 @@ if [[ $phases == *" batch "* ]]; then
   if [ "$mps" = 1 ] && [ "$status" = 1 ] && [ "$left" -ge 30 ]; then
     # some notebooks failed under MPS: once more without it, only those, in what is left of the batch's time
     say "again without MPS, within $left s: the notebooks that failed"
-    limit "$left" $py -m kit run "$batch" --device auto --jobs "${JOBS:-8}" --out "$reports" \
+    limit "$left" $py -m kit run "${batch[@]}" --device auto --jobs "${JOBS:-8}" --out "$reports" \
       ${quick:+--quick} --changed-only 2>&1 | tee -a "$work/batch.log"
     say "batch ended: status ${PIPESTATUS[0]}"
   fi

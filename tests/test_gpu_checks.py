@@ -129,17 +129,23 @@ def test_the_gpu_batch_runs_under_mps_only_where_a_probe_reaches_the_gpu_through
     assert len(runs) == 1  # a batch that passed under MPS runs once
 
 
-def test_the_gpu_batch_can_run_one_folder_of_notebooks_reporting_where_the_main_command_would(tmp_path):
+def test_the_gpu_batch_can_run_one_folder_or_some_notebooks_reporting_where_the_main_command_would(tmp_path):
     import os
     import subprocess
 
-    calls, _ = _gpu_run_batch(tmp_path / "studies", probe_ok=True, BATCH="notebooks/assignments/")
+    calls, _ = _gpu_run_batch(tmp_path / "folder", probe_ok=True, BATCH="notebooks/assignments/")
     assert "-m kit run notebooks/assignments --device auto --jobs 16 --out {} (MPS)".format(
-        tmp_path / "studies/work/reports/assignments") in calls
+        tmp_path / "folder/work/reports/assignments") in calls
+    studies = "notebooks/assignments/distillation.ipynb notebooks/assignments/normalisation.ipynb"
+    calls, _ = _gpu_run_batch(tmp_path / "studies", probe_ok=True, BATCH=studies)
+    assert f"-m kit run {studies} --device auto --jobs 16 --out {tmp_path / 'studies/work/reports/assignments'}" in calls
     root = Path(__file__).resolve().parent.parent
-    for batch, said in (("reports", "name notebooks or a folder below it"), ("notebooks/nowhere", "no such folder")):
+    for batch, said in (("reports", "reports is not below notebooks/"),
+                        ("notebooks/nowhere", "notebooks/nowhere: no such folder or notebook"),
+                        ("notebooks/03_lighter.ipynb notebooks/assignments/distillation.ipynb",
+                         "name one folder, or notebooks of one folder")):
         done = subprocess.run(["bash", "benchmarks/gpu_run.sh", str(tmp_path / "out")], cwd=root, capture_output=True,
                               text=True, timeout=60, env={**os.environ, "PHASES": "batch", "BATCH": batch,
                                                           "WORK": str(tmp_path / "bad")})
-        assert done.returncode == 2 and f"BATCH={batch}: {said}" in done.stderr, done.stderr
+        assert done.returncode == 2 and f"BATCH: {said}" in done.stderr, done.stderr
         assert not (tmp_path / "out").exists()  # refused before anything was written
