@@ -511,7 +511,9 @@ HOW = (  # (words, the setting, whether a run with that value makes the words tr
 
 WORDS = {"amp": lambda v: "fp32" if v in (None, "float32") else str(v),  # a record's setting, as a Result says it
          "graph": lambda v: "the CUDA-graph step" if v else "the eager step"}
-OFF = re.compile(r"\b(?:no|off|disabled|neither|nor)\b", re.I)  # 'fp32, no autocast', 'the CUDA graph off'
+# a clause that says a setting was off ('fp32, no autocast', 'the CUDA graph off') or what one needs ('CUDA graphs
+# need a GPU') says nothing of how this run trained
+OFF = re.compile(r"\b(?:no|off|disabled|neither|nor|needs?|requires?)\b", re.I)
 
 
 def check_how(text: str, record: Record) -> list[tuple[str, str]]:

@@ -205,6 +205,7 @@ FP32_EAGER, BF16_GRAPH = dict(amp=None, graph=False), dict(amp="bfloat16", graph
     ([FP32_EAGER], "15 epochs in fp32 with the eager step, the norms in fp32.", None),
     ([FP32_EAGER], "Trained without AMP, not in bf16 as the GPU run was.", None),  # a hedge denies or compares
     ([FP32_EAGER], "fp32, no autocast; the CUDA graph off (KIT_GRAPH=0).", None),  # or says it was off
+    ([FP32_EAGER], "On the CPU: CUDA graphs need a GPU, and bf16 autocast requires one too.", None),
     ([FP32_EAGER], "(bfloat16 autocast and the CUDA-graph step, the Trainer's defaults there)",
      "'bfloat16', 'autocast', 'CUDA-graph'"),  # words left from the earlier GPU run
     ([FP32_EAGER], "Mixed precision throughout.", "'Mixed precision'"),
