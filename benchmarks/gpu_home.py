@@ -60,8 +60,7 @@ def bring_home(archive: Path, root: Path = ROOT, only: list[Path] | None = None)
     if only is not None:
         wanted = {Path(nb).resolve() for nb in only}
         notebooks = (root / "notebooks").resolve()
-        strays = [str(nb) for nb in only if not (Path(nb).resolve().is_file() and Path(nb).suffix == ".ipynb" and
-                                                 Path(nb).resolve().is_relative_to(notebooks))]
+        strays = [str(nb) for nb in wanted if not (nb.is_file() and nb.suffix == ".ipynb" and nb.is_relative_to(notebooks))]
         if strays:
             raise ValueError(f"--only names notebooks below {root / 'notebooks'}; not one: {', '.join(strays)}")
 
@@ -79,9 +78,10 @@ def bring_home(archive: Path, root: Path = ROOT, only: list[Path] | None = None)
             stem = run.name[: -len(".run.json")]
             rel = run.parent.relative_to(reports)
             missing = [f"{stem}{s}" for s in REPORT if not (run.parent / f"{stem}{s}").is_file()]
-            if not (root / "notebooks" / rel / f"{stem}.ipynb").exists():
+            notebook = root / "notebooks" / rel / f"{stem}.ipynb"
+            if not notebook.exists():
                 print(f"skipped {rel / stem}.ipynb: no such notebook here", file=sys.stderr)
-            elif wanted is not None and (root / "notebooks" / rel / f"{stem}.ipynb").resolve() not in wanted:
+            elif wanted is not None and notebook.resolve() not in wanted:
                 print(f"left in the archive: {rel / stem}.ipynb (not named with --only)", file=sys.stderr)
             elif missing:
                 print(f"skipped {rel / stem}.ipynb: the archive lacks {', '.join(missing)}", file=sys.stderr)

@@ -38,7 +38,8 @@ phases=" ${PHASES:-checks batch bench} "
 read -ra batch <<< "${BATCH:-notebooks}"
 reports=""
 for i in "${!batch[@]}"; do
-  entry=${batch[$i]%/} batch[$i]=${batch[$i]%/}
+  batch[$i]=${batch[$i]%/}
+  entry=${batch[$i]}
   case "$entry" in
     notebooks | notebooks/*) ;;
     *) echo "BATCH: $entry is not below notebooks/; name notebooks, a folder below it or notebooks in one" >&2

@@ -526,8 +526,9 @@ def check_how(text: str, record: Record) -> list[tuple[str, str]]:
         if not values or any(map(true, values)):
             continue
         found = [m.group(0) for x in clauses for m in words.finditer(x)]
-        said += found
-        settings |= {WORDS[key](v) for v in values} if found else set()
+        if found:
+            said += found
+            settings |= {WORDS[key](v) for v in values}
     if not said:
         return []
     return [("claims/how", f"the Result says {', '.join(repr(w) for w in dict.fromkeys(said))}, but no run of its "
