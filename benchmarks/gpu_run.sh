@@ -32,9 +32,7 @@ py=${PYTHON:-python3}
 work=${WORK:-$(mktemp -d /tmp/kit-gpu.XXXXXX)}
 phases=" ${PHASES:-checks batch bench} "
 [ "${SEARCH:-0}" = 1 ] && phases="$phases search "
-# the batch: every notebook, or one folder of notebooks/ (BATCH=notebooks/assignments: the solution and the two
-# studies), or notebooks of one folder (BATCH="notebooks/assignments/distillation.ipynb ..."), each reporting into
-# the same place below reports/ as the main command's run
+# BATCH's notebooks report where the main command's run would put them, below reports/
 read -ra batch <<< "${BATCH:-notebooks}"
 reports=""
 for i in "${!batch[@]}"; do

@@ -106,7 +106,6 @@ def changed() -> list[str]:
     return sorted(_seen.union(_now()))
 
 
-
 def assigned(cells: list[str]) -> list[tuple[int, str]]:
     """What a notebook's code cells assign to, delete from or setattr() on, reached from a name bound to the kit
     (`import kit`, `import kit.train as t`, `from kit import Trainer`, `T = kit.Trainer`): (cell index, the
